@@ -1,0 +1,38 @@
+/* ddn — the CPU kernel functions behind ddn_cpu_backend (internal). One file per family:
+ * copy.c, elementwise.c, reduce.c, blas.c, softmax.c. Signatures are those of ddn_kernels. */
+#ifndef DDN_CPU_KERNELS_H
+#define DDN_CPU_KERNELS_H
+
+#include "backend.h"
+
+ddn_status ddn_cpu_copy(ddn_tensor *out, const ddn_tensor *x);
+ddn_status ddn_cpu_fill(ddn_tensor *out, double value);
+ddn_status ddn_cpu_axpy(ddn_tensor *out, const ddn_tensor *x, double alpha);
+bool ddn_cpu_has_nonfinite(const ddn_tensor *x);
+
+ddn_status ddn_cpu_unary(ddn_unary_op op, ddn_tensor *out, const ddn_tensor *x, double p0,
+                         double p1);
+ddn_status ddn_cpu_unary_backward_acc(ddn_unary_op op, ddn_tensor *dx, const ddn_tensor *x,
+                                      const ddn_tensor *y, const ddn_tensor *dy, double p0,
+                                      double p1);
+ddn_status ddn_cpu_binary(ddn_binary_op op, ddn_tensor *out, const ddn_tensor *a,
+                          const ddn_tensor *b);
+ddn_status ddn_cpu_binary_backward(ddn_binary_op op, int which, ddn_tensor *out,
+                                   const ddn_tensor *a, const ddn_tensor *b, const ddn_tensor *y,
+                                   const ddn_tensor *dy);
+
+ddn_status ddn_cpu_reduce(ddn_reduce_op op, ddn_tensor *out, const ddn_tensor *x, uint32_t mask);
+ddn_status ddn_cpu_argmax(ddn_tensor *out, const ddn_tensor *x, int dim);
+
+ddn_status ddn_cpu_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b, double alpha,
+                          double beta);
+
+ddn_status ddn_cpu_softmax(ddn_tensor *out, const ddn_tensor *x, int dim, bool log);
+ddn_status ddn_cpu_softmax_backward_acc(ddn_tensor *dx, const ddn_tensor *y, const ddn_tensor *dy,
+                                        int dim, bool log);
+ddn_status ddn_cpu_nll(ddn_tensor *out, const ddn_tensor *logp, const ddn_tensor *labels,
+                       double scale);
+ddn_status ddn_cpu_nll_backward_acc(ddn_tensor *dlogp, const ddn_tensor *labels,
+                                    const ddn_tensor *dy, double scale);
+
+#endif
