@@ -104,6 +104,13 @@ typedef struct ddn_kernels {
     /* dlogp[i, labels[i]] += -scale * dy (dy 0-dim). */
     ddn_status (*nll_backward_acc)(ddn_tensor *dlogp, const ddn_tensor *labels,
                                    const ddn_tensor *dy, double scale);
+
+    /* ---- reduction gradients (core/cpu/reduce_backward.c) ---- */
+    /* Max backward: y (the max) and dy have x's ndim with size 1 on the reduced dims (bit i of
+     * dims_mask = dim i). dx += dy / t at the t entries of each block equal to its maximum
+     * (ties share equally, as torch.amax); a block whose maximum is NaN gets NaN. */
+    ddn_status (*max_backward_acc)(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
+                                   const ddn_tensor *dy, uint32_t dims_mask);
 } ddn_kernels;
 
 typedef struct ddn_backend {
