@@ -85,9 +85,10 @@ typedef struct ddn_kernels {
 
     /* ---- BLAS (core/cpu/blas.c) ---- */
     /* out = alpha * a @ b + beta * out. a (B.., M, K), b (B.., K, N), out (B.., M, N) with equal
-     * batch dims (stride 0 allowed there). Each operand's last two dims must have unit stride in
-     * one of them (row-major or transposed view); out is contiguous. beta = 0 ignores out's
-     * contents (NaN-safe). */
+     * batch dims (stride 0 allowed there); out is contiguous. An operand whose last or
+     * second-to-last dim has unit stride (row-major or transposed view) is used in place; any
+     * other layout is copied to scratch by the kernel. beta = 0 ignores out's contents
+     * (NaN-safe). */
     ddn_status (*matmul)(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b, double alpha,
                          double beta);
 
