@@ -6,5 +6,5 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 root=$(ddn_root)
 bash "$root/scripts/deps.sh" "${DDN_BUILD_PACKAGES[@]}" "${DDN_DATA_PACKAGES[@]}"
-ddn_build "$root/build/release" -DDDN_BUILD_TESTS=OFF
-exec "$root/build/release/mlp_fashion_mnist" "$@"
+ddn_build "$root/build/train" -DDDN_BUILD_TESTS=OFF
+exec "$root/build/train/mlp_fashion_mnist" "$@"
