@@ -25,7 +25,7 @@ ddn_build "$root/build/asan" -DDDN_WARNINGS_AS_ERRORS=ON -DDDN_SANITIZE=ON \
 (cd "$root/build/asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2)
 
 echo "== 3. core tests under valgrind"
-for t in test_tensor test_safetensors test_elementwise; do
+for t in test_tensor test_autograd test_safetensors test_elementwise test_reduce test_matmul test_loss; do
   exe="$root/build/release/tests/$t"
   [ -x "$exe" ] || continue
   log="$root/build/valgrind-$t.log"
