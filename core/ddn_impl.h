@@ -54,8 +54,9 @@ void ddn_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 bool ddn_shape_valid(ddn_ctx *ctx, const char *op, int ndim, const int64_t *shape);
 
 /* ---- op front-end helpers (core/op_util.c) ---- */
-/* Normalises a possibly negative dim; -1 (and an error naming op) when out of range. */
-int ddn_norm_dim(ddn_ctx *ctx, const char *op, int dim, int ndim);
+/* Normalises a possibly negative dim of x; -1 with an error naming op and x's shape when out of
+ * range. A 0-dim tensor accepts 0 and -1, as in PyTorch. */
+int ddn_norm_dim(ddn_ctx *ctx, const char *op, const ddn_tensor *x, int dim);
 /* NumPy broadcast of two shapes into out (ndim in *nout); false with an error when they clash. */
 bool ddn_broadcast_shapes(ddn_ctx *ctx, const char *op, const ddn_tensor *a, const ddn_tensor *b,
                           int *nout, int64_t *out);

@@ -4,12 +4,14 @@
 
 #include "ddn_impl.h"
 
-int ddn_norm_dim(ddn_ctx *ctx, const char *op, int dim, int ndim)
+int ddn_norm_dim(ddn_ctx *ctx, const char *op, const ddn_tensor *x, int dim)
 {
-    int d = dim < 0 ? dim + ndim : dim;
-    if (d < 0 || d >= ndim) {
-        ddn_ctx_set_error(ctx, DDN_ERR_ARG, "%s: dim %d is out of range for a %d-dim tensor", op,
-                          dim, ndim);
+    int nd = x->ndim ? x->ndim : 1;
+    int d = dim < 0 ? dim + nd : dim;
+    if (d < 0 || d >= nd) {
+        char s[96];
+        ddn_ctx_set_error(ctx, DDN_ERR_ARG, "%s: dim %d is out of range for shape %s (%d dims)",
+                          op, dim, ddn_shape_str(x, s, sizeof s), x->ndim);
         return -1;
     }
     return d;

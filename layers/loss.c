@@ -13,20 +13,6 @@
 #include "ddn_impl.h"
 #include "ops.h"
 
-/* One dim of x, normalised (a 0-dim tensor accepts 0 and -1, as PyTorch); -1 with an error. */
-static int norm_dim(ddn_ctx *ctx, const char *op, const ddn_tensor *x, int dim)
-{
-    int nd = x->ndim ? x->ndim : 1;
-    int d = dim < 0 ? dim + nd : dim;
-    if (d < 0 || d >= nd) {
-        char s[96];
-        ddn_ctx_set_error(ctx, DDN_ERR_ARG, "%s: dim %d is out of range for shape %s (%d dims)",
-                          op, dim, ddn_shape_str(x, s, sizeof s), x->ndim);
-        return -1;
-    }
-    return d;
-}
-
 /* x itself when contiguous, else a contiguous copy (not recorded: callers record on x). */
 static ddn_tensor *dense(ddn_ctx *ctx, ddn_tensor *x)
 {
@@ -60,7 +46,7 @@ static ddn_status softmax_backward(ddn_ctx *ctx, ddn_node *node)
 static ddn_tensor *softmax_forward(ddn_ctx *ctx, const char *op, ddn_tensor *x, int dim, bool log)
 {
     if (!ddn_check_float(ctx, op, x)) return NULL;
-    int d = norm_dim(ctx, op, x, dim);
+    int d = ddn_norm_dim(ctx, op, x, dim);
     if (d < 0) return NULL;
     ddn_tensor *xc = dense(ctx, x);
     ddn_tensor *y = xc ? ddn_tensor_new_like(ctx, x) : NULL;

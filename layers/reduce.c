@@ -35,21 +35,6 @@ static bool check_input(ddn_ctx *ctx, const char *op, const ddn_tensor *x)
     return ddn_check_float(ctx, op, x);
 }
 
-/* One dim of x, normalised; -1 with an error naming op and shape when out of range. A 0-dim
- * tensor accepts 0 and -1, as in PyTorch. */
-static int norm_dim(ddn_ctx *ctx, const char *op, const ddn_tensor *x, int dim)
-{
-    int nd = x->ndim ? x->ndim : 1;
-    int d = dim < 0 ? dim + nd : dim;
-    if (d < 0 || d >= nd) {
-        char s[96];
-        ddn_ctx_set_error(ctx, DDN_ERR_ARG, "%s: dim %d is out of range for shape %s (%d dims)",
-                          op, dim, ddn_shape_str(x, s, sizeof s), x->ndim);
-        return -1;
-    }
-    return d;
-}
-
 /* The reduced dims as a bit mask; false with an error on a bad or repeated dim. */
 static bool dims_mask(ddn_ctx *ctx, const char *op, const ddn_tensor *x, int n_dims,
                       const int *dims, uint32_t *mask)
@@ -67,7 +52,7 @@ static bool dims_mask(ddn_ctx *ctx, const char *op, const ddn_tensor *x, int n_d
         return true;
     }
     for (int i = 0; i < n_dims; i++) {
-        int d = norm_dim(ctx, op, x, dims[i]);
+        int d = ddn_norm_dim(ctx, op, x, dims[i]);
         if (d < 0) return false;
         if (*mask & (1u << d)) {
             ddn_ctx_set_error(ctx, DDN_ERR_ARG, "%s: dim %d is given twice for shape %s (dims "
@@ -187,7 +172,7 @@ ddn_tensor *ddn_max(ddn_ctx *ctx, ddn_tensor *x, int n_dims, const int *dims, bo
 ddn_tensor *ddn_argmax(ddn_ctx *ctx, ddn_tensor *x, int dim, bool keepdim)
 {
     if (!check_input(ctx, "argmax", x)) return NULL;
-    int d = norm_dim(ctx, "argmax", x, dim);
+    int d = ddn_norm_dim(ctx, "argmax", x, dim);
     if (d < 0) return NULL;
     if (x->ndim == 0) return ddn_zeros(ctx, DDN_DTYPE_I64, 0, NULL);
     if (x->shape[d] == 0) {

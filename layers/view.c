@@ -54,7 +54,7 @@ ddn_tensor *ddn_reshape(ddn_ctx *ctx, ddn_tensor *x, int ndim, const int64_t *sh
 ddn_tensor *ddn_flatten(ddn_ctx *ctx, ddn_tensor *x, int start_dim)
 {
     if (!x) return NULL;
-    int d = x->ndim == 0 ? 0 : ddn_norm_dim(ctx, "flatten", start_dim, x->ndim);
+    int d = x->ndim == 0 ? 0 : ddn_norm_dim(ctx, "flatten", x, start_dim);
     if (d < 0) return NULL;
     int64_t s[DDN_MAX_DIMS], n = 1;
     for (int i = 0; i < d; i++) s[i] = x->shape[i];
@@ -110,8 +110,8 @@ ddn_tensor *ddn_permute(ddn_ctx *ctx, ddn_tensor *x, const int *perm)
 ddn_tensor *ddn_transpose(ddn_ctx *ctx, ddn_tensor *x, int dim0, int dim1)
 {
     if (!x) return NULL;
-    int a = ddn_norm_dim(ctx, "transpose", dim0, x->ndim);
-    int b = a < 0 ? -1 : ddn_norm_dim(ctx, "transpose", dim1, x->ndim);
+    int a = ddn_norm_dim(ctx, "transpose", x, dim0);
+    int b = a < 0 ? -1 : ddn_norm_dim(ctx, "transpose", x, dim1);
     if (b < 0) return NULL;
     int perm[DDN_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) perm[i] = i;
@@ -141,7 +141,11 @@ ddn_tensor *ddn_slice(ddn_ctx *ctx, ddn_tensor *x, int dim, int64_t start, int64
                       int64_t step)
 {
     if (!x) return NULL;
-    int d = ddn_norm_dim(ctx, "slice", dim, x->ndim);
+    if (x->ndim == 0) {
+        ddn_ctx_set_error(ctx, DDN_ERR_ARG, "slice: cannot slice a 0-dim tensor");
+        return NULL;
+    }
+    int d = ddn_norm_dim(ctx, "slice", x, dim);
     if (d < 0) return NULL;
     if (step <= 0) {
         ddn_ctx_set_error(ctx, DDN_ERR_ARG, "slice: step must be positive, got %lld",
