@@ -32,15 +32,16 @@ struct ddn_node {
     void *saved;              /* op-specific saved state (typed by the op), in the step arena */
 };
 
-/* Records a node for out = op(in...) when recording is on and some input requires grad; then sets
- * out->requires_grad and out->node. Returns the node (with `saved` pointing at saved_bytes of
- * zeroed arena memory), or NULL when nothing was recorded (not an error: check
- * ddn_ctx_status for failures). */
-ddn_node *ddn_tape_record(ddn_ctx *ctx, const char *op, ddn_backward_fn backward, ddn_tensor *out,
-                          int n_in, ddn_tensor *const *in, size_t saved_bytes);
+/* Records a node for out = op(in...) when recording is on and some input requires grad, then
+ * sets out->requires_grad and out->node. The node's `saved` gets a copy of saved_bytes from
+ * `saved` (zeroed when saved is NULL), in the step arena. Returns DDN_OK when recorded or when
+ * nothing needed recording; an error (with its message set) when the node could not be made. */
+ddn_status ddn_tape_record(ddn_ctx *ctx, const char *op, ddn_backward_fn backward, ddn_tensor *out,
+                           int n_in, ddn_tensor *const *in, const void *saved, size_t saved_bytes);
 
 /* Backpropagates from a one-element loss (seed 1). Gradients of intermediate tensors are reset
- * first, so calling backward again after a new forward is safe; leaf gradients accumulate. */
+ * first, so calling backward again after a new forward is safe; leaf gradients accumulate.
+ * Refuses to run while an error is pending on the context: the tape may then be incomplete. */
 ddn_status ddn_backward(ddn_ctx *ctx, ddn_tensor *loss);
 /* Backpropagates from any tensor y with the upstream gradient dy (same shape as y). */
 ddn_status ddn_backward_with_grad(ddn_ctx *ctx, ddn_tensor *y, const ddn_tensor *dy);

@@ -14,35 +14,34 @@ bool ddn_set_grad_enabled(ddn_ctx *ctx, bool on)
 bool ddn_grad_enabled(const ddn_ctx *ctx) { return ctx->grad_enabled; }
 int64_t ddn_tape_len(const ddn_ctx *ctx) { return ctx->tape_len; }
 
-ddn_node *ddn_tape_record(ddn_ctx *ctx, const char *op, ddn_backward_fn backward, ddn_tensor *out,
-                          int n_in, ddn_tensor *const *in, size_t saved_bytes)
+ddn_status ddn_tape_record(ddn_ctx *ctx, const char *op, ddn_backward_fn backward, ddn_tensor *out,
+                           int n_in, ddn_tensor *const *in, const void *saved, size_t saved_bytes)
 {
-    if (!ctx->grad_enabled || !out) return NULL;
+    if (!out) return ddn_ctx_status(ctx) != DDN_OK ? ddn_ctx_status(ctx) : DDN_ERR_ARG;
+    if (!ctx->grad_enabled) return DDN_OK;
     bool needed = false;
     for (int i = 0; i < n_in; i++) needed |= in[i] && in[i]->requires_grad;
-    if (!needed) return NULL;
+    if (!needed) return DDN_OK;
     if (ctx->tape_len == ctx->tape_cap) {
         int64_t cap = ctx->tape_cap ? 2 * ctx->tape_cap : 256;
         ddn_node **t = realloc(ctx->tape, (size_t)cap * sizeof *t);
-        if (!t) {
-            ddn_ctx_set_error(ctx, DDN_ERR_OOM, "%s: cannot grow the tape", op);
-            return NULL;
-        }
+        if (!t) return ddn_ctx_set_error(ctx, DDN_ERR_OOM, "%s: cannot grow the tape", op);
         ctx->tape = t;
         ctx->tape_cap = cap;
     }
     ddn_node *node = ddn_ctx_scratch(ctx, sizeof *node);
     ddn_tensor **ins = ddn_ctx_scratch(ctx, (size_t)(n_in ? n_in : 1) * sizeof *ins);
-    void *saved = saved_bytes ? ddn_ctx_scratch(ctx, saved_bytes) : NULL;
-    if (!node || !ins || (saved_bytes && !saved)) return NULL;
+    void *copy = saved_bytes ? ddn_ctx_scratch(ctx, saved_bytes) : NULL;
+    if (!node || !ins || (saved_bytes && !copy)) return ddn_ctx_status(ctx);
     memcpy(ins, in, (size_t)n_in * sizeof *ins);
-    if (saved) memset(saved, 0, saved_bytes);
+    if (copy && saved) memcpy(copy, saved, saved_bytes);
+    else if (copy) memset(copy, 0, saved_bytes);
     *node = (ddn_node){.op = op, .backward = backward, .n_in = n_in, .in = ins, .out = out,
-                       .saved = saved};
+                       .saved = copy};
     out->requires_grad = true;
     out->node = node;
     ctx->tape[ctx->tape_len++] = node;
-    return node;
+    return DDN_OK;
 }
 
 ddn_tensor *ddn_grad_buffer(ddn_ctx *ctx, ddn_tensor *t)
@@ -138,6 +137,7 @@ ddn_status ddn_backward_with_grad(ddn_ctx *ctx, ddn_tensor *y, const ddn_tensor 
         return ddn_ctx_status(ctx) != DDN_OK
                    ? ddn_ctx_status(ctx)
                    : ddn_ctx_set_error(ctx, DDN_ERR_ARG, "backward: tensor or gradient is NULL");
+    if (ddn_ctx_status(ctx) != DDN_OK) return ddn_ctx_status(ctx); /* the tape may be partial */
     bool prev = ddn_set_grad_enabled(ctx, false); /* backward math is never recorded */
     ddn_status st = run_backward(ctx, y, dy);
     ddn_set_grad_enabled(ctx, prev);

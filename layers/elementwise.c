@@ -38,23 +38,6 @@ static ddn_tensor *kernel_failed(ddn_ctx *ctx, const char *op, ddn_status st)
     return NULL;
 }
 
-/* Records a node; false when one was needed but could not be recorded (the error is set). */
-static bool record(ddn_ctx *ctx, const char *op, ddn_backward_fn backward, ddn_tensor *out,
-                   int n_in, ddn_tensor *const *in, const void *saved, size_t saved_bytes)
-{
-    bool needed = false;
-    for (int i = 0; i < n_in; i++) needed |= in[i]->requires_grad;
-    if (!needed || !ddn_grad_enabled(ctx)) return true;
-    ddn_node *node = ddn_tape_record(ctx, op, backward, out, n_in, in, saved_bytes);
-    if (!node) {
-        if (ddn_ctx_status(ctx) == DDN_OK)
-            ddn_ctx_set_error(ctx, DDN_ERR_STATE, "%s: could not record a tape node", op);
-        return false;
-    }
-    memcpy(node->saved, saved, saved_bytes);
-    return true;
-}
-
 /* ---- unary ------------------------------------------------------------------------------------ */
 typedef struct {
     ddn_unary_op op;
@@ -80,7 +63,7 @@ static ddn_tensor *unary_op(ddn_ctx *ctx, ddn_unary_op op, ddn_tensor *x, double
     ddn_status st = ddn_k(x)->unary(op, y, x, p0, p1);
     if (st != DDN_OK) return kernel_failed(ctx, name, st);
     unary_saved sv = {op, p0, p1};
-    if (!record(ctx, name, unary_backward, y, 1, &x, &sv, sizeof sv)) return NULL;
+    if (ddn_tape_record(ctx, name, unary_backward, y, 1, &x, &sv, sizeof sv) != DDN_OK) return NULL;
     return ddn_op_finish(ctx, name, y);
 }
 
@@ -169,7 +152,8 @@ static ddn_tensor *binary_op(ddn_ctx *ctx, ddn_binary_op op, ddn_tensor *a, ddn_
     ddn_status st = ddn_k(y)->binary(op, y, av, bv);
     if (st != DDN_OK) return kernel_failed(ctx, name, st);
     binary_saved sv = {op, av, bv};
-    if (!record(ctx, name, binary_backward, y, 2, (ddn_tensor *[]){a, b}, &sv, sizeof sv))
+    if (ddn_tape_record(ctx, name, binary_backward, y, 2, (ddn_tensor *[]){a, b}, &sv, sizeof sv) !=
+        DDN_OK)
         return NULL;
     return ddn_op_finish(ctx, name, y);
 }

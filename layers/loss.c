@@ -51,8 +51,8 @@ static ddn_tensor *softmax_forward(ddn_ctx *ctx, const char *op, ddn_tensor *x, 
     ddn_tensor *xc = dense(ctx, x);
     ddn_tensor *y = xc ? ddn_tensor_new_like(ctx, x) : NULL;
     if (!y || ddn_k(x)->softmax(y, xc, d, log) != DDN_OK) return NULL;
-    ddn_node *node = ddn_tape_record(ctx, op, softmax_backward, y, 1, &x, sizeof(softmax_saved));
-    if (node) *(softmax_saved *)node->saved = (softmax_saved){d, log};
+    softmax_saved sv = {d, log};
+    if (ddn_tape_record(ctx, op, softmax_backward, y, 1, &x, &sv, sizeof sv) != DDN_OK) return NULL;
     return ddn_op_finish(ctx, op, y);
 }
 
@@ -127,9 +127,9 @@ ddn_tensor *ddn_cross_entropy(ddn_ctx *ctx, ddn_tensor *logits, ddn_tensor *labe
         k->nll(loss, logp, labels, scale) != DDN_OK)
         return NULL;
     ddn_tensor *in[2] = {logits, labels};
-    ddn_node *node = ddn_tape_record(ctx, op, cross_entropy_backward, loss, 2, in,
-                                     sizeof(ce_saved));
-    if (node) *(ce_saved *)node->saved = (ce_saved){logp, scale};
+    ce_saved sv = {logp, scale};
+    if (ddn_tape_record(ctx, op, cross_entropy_backward, loss, 2, in, &sv, sizeof sv) != DDN_OK)
+        return NULL;
     return ddn_op_finish(ctx, op, loss);
 }
 
@@ -191,7 +191,7 @@ ddn_tensor *ddn_mse(ddn_ctx *ctx, ddn_tensor *a, ddn_tensor *b, ddn_reduction re
     /* an empty input sums to 0 (the gemm wrote it); its mean is NaN, as in PyTorch */
     if (n == 0 && reduction == DDN_REDUCTION_MEAN && k->fill(loss, NAN) != DDN_OK) return NULL;
     ddn_tensor *in[2] = {a, b};
-    ddn_node *node = ddn_tape_record(ctx, op, mse_backward, loss, 2, in, sizeof(mse_saved));
-    if (node) *(mse_saved *)node->saved = (mse_saved){diff, scale};
+    mse_saved sv = {diff, scale};
+    if (ddn_tape_record(ctx, op, mse_backward, loss, 2, in, &sv, sizeof sv) != DDN_OK) return NULL;
     return ddn_op_finish(ctx, op, loss);
 }

@@ -212,7 +212,7 @@ ddn_tensor *ddn_matmul(ddn_ctx *ctx, ddn_tensor *a, ddn_tensor *b)
     ddn_contiguous_strides(ny, yshape, ystride);
     ddn_tensor *y = ny == nd ? out : ddn_view_raw(ctx, out, ny, yshape, ystride, out->offset);
     ddn_tensor *in[2] = {a, b};
-    ddn_tape_record(ctx, "matmul", matmul_backward, y, 2, in, 0);
+    if (ddn_tape_record(ctx, "matmul", matmul_backward, y, 2, in, NULL, 0) != DDN_OK) return NULL;
     return ddn_op_finish(ctx, "matmul", y);
 }
 
@@ -267,6 +267,7 @@ ddn_tensor *ddn_linear(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *w, ddn_tensor *b
     }
     if (k->matmul(y, x, wt, 1.0, beta) != DDN_OK) return NULL;
     ddn_tensor *in[3] = {x, w, bias};
-    ddn_tape_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, in, 0);
+    if (ddn_tape_record(ctx, "linear", linear_backward, y, bias ? 3 : 2, in, NULL, 0) != DDN_OK)
+        return NULL;
     return ddn_op_finish(ctx, "linear", y);
 }

@@ -147,9 +147,10 @@ static ddn_tensor *reduce_forward(ddn_ctx *ctx, reduce_kind kind, ddn_tensor *x,
     }
     if (st != DDN_OK) return NULL;
     ddn_tensor *y = finish_shape(ctx, r, mask, keepdim);
-    ddn_node *node = ddn_tape_record(ctx, op, kind == R_MAX ? max_backward : sum_mean_backward,
-                                     y, 1, &x, sizeof(reduce_saved));
-    if (node) *(reduce_saved *)node->saved = (reduce_saved){kind, mask, count};
+    reduce_saved sv = {kind, mask, count};
+    if (ddn_tape_record(ctx, op, kind == R_MAX ? max_backward : sum_mean_backward, y, 1, &x, &sv,
+                        sizeof sv) != DDN_OK)
+        return NULL;
     return ddn_op_finish(ctx, op, y);
 }
 

@@ -47,7 +47,8 @@ ddn_tensor *ddn_reshape(ddn_ctx *ctx, ddn_tensor *x, int ndim, const int64_t *sh
     int64_t stride[DDN_MAX_DIMS];
     ddn_contiguous_strides(ndim, s, stride);
     ddn_tensor *y = ddn_view_raw(ctx, src, ndim, s, stride, src->offset);
-    ddn_tape_record(ctx, "reshape", reshape_backward, y, 1, &src, 0);
+    if (ddn_tape_record(ctx, "reshape", reshape_backward, y, 1, &src, NULL, 0) != DDN_OK)
+        return NULL;
     return ddn_op_finish(ctx, "reshape", y);
 }
 
@@ -101,9 +102,10 @@ ddn_tensor *ddn_permute(ddn_ctx *ctx, ddn_tensor *x, const int *perm)
         stride[i] = x->stride[p[i]];
     }
     ddn_tensor *y = ddn_view_raw(ctx, x, x->ndim, shape, stride, x->offset);
-    ddn_node *node = ddn_tape_record(ctx, "permute", permute_backward, y, 1, &x,
-                                     sizeof(permute_saved));
-    if (node) memcpy(((permute_saved *)node->saved)->perm, p, sizeof p);
+    permute_saved sv;
+    memcpy(sv.perm, p, sizeof p);
+    if (ddn_tape_record(ctx, "permute", permute_backward, y, 1, &x, &sv, sizeof sv) != DDN_OK)
+        return NULL;
     return ddn_op_finish(ctx, "permute", y);
 }
 
@@ -163,8 +165,9 @@ ddn_tensor *ddn_slice(ddn_ctx *ctx, ddn_tensor *x, int dim, int64_t start, int64
     shape[d] = (stop - start + step - 1) / step;
     stride[d] *= step;
     ddn_tensor *y = ddn_view_raw(ctx, x, x->ndim, shape, stride, x->offset + start * x->stride[d]);
-    ddn_node *node = ddn_tape_record(ctx, "slice", slice_backward, y, 1, &x, sizeof(slice_saved));
-    if (node) *(slice_saved *)node->saved = (slice_saved){d, start, step};
+    slice_saved sv = {d, start, step};
+    if (ddn_tape_record(ctx, "slice", slice_backward, y, 1, &x, &sv, sizeof sv) != DDN_OK)
+        return NULL;
     return ddn_op_finish(ctx, "slice", y);
 }
 
@@ -191,7 +194,7 @@ ddn_tensor *ddn_expand(ddn_ctx *ctx, ddn_tensor *x, int ndim, const int64_t *sha
         return NULL;
     }
     ddn_tensor *y = ddn_broadcast_raw(ctx, x, ndim, shape);
-    ddn_tape_record(ctx, "expand", expand_backward, y, 1, &x, 0);
+    if (ddn_tape_record(ctx, "expand", expand_backward, y, 1, &x, NULL, 0) != DDN_OK) return NULL;
     return ddn_op_finish(ctx, "expand", y);
 }
 
@@ -209,7 +212,7 @@ static ddn_tensor *copy_as(ddn_ctx *ctx, const char *op, ddn_tensor *x, ddn_dtyp
 {
     ddn_tensor *y = ddn_tensor_new(ctx, dt, x->ndim, x->shape);
     if (!y || ddn_k(x)->copy(y, x) != DDN_OK) return NULL;
-    ddn_tape_record(ctx, op, copy_backward, y, 1, &x, 0);
+    if (ddn_tape_record(ctx, op, copy_backward, y, 1, &x, NULL, 0) != DDN_OK) return NULL;
     return ddn_op_finish(ctx, op, y);
 }
 

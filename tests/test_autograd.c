@@ -116,6 +116,23 @@ static void test_check_numerics_forward_and_backward(void **state)
     ddn_ctx_free(ctx);
 }
 
+/* An op that failed leaves its error pending; backward must not run over a partial tape. */
+static void test_backward_refuses_pending_error(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = test_ctx();
+    ddn_tensor *x = test_leaf(ctx, DDN_SHAPE(2, 3), -1, 1);
+    ddn_tensor *bad = ddn_add(ctx, x, ddn_zeros(ctx, DDN_DTYPE_F64, DDN_SHAPE(4)));
+    assert_null(bad);
+    ddn_tensor *loss = ddn_sum(ctx, ddn_mul(ctx, x, x), 0, NULL, false);
+    assert_int_equal(ddn_backward(ctx, loss), DDN_ERR_SHAPE);
+    assert_null(x->grad);
+    assert_error(ctx, DDN_ERR_SHAPE, "add: shapes (2,3) and (4)");
+    assert_ok(ctx, ddn_backward(ctx, loss)); /* once cleared, the same tape is fine */
+    assert_non_null(x->grad);
+    ddn_ctx_free(ctx);
+}
+
 /* A deliberately wrong backward: gradcheck must catch it (a check that cannot fail is no check). */
 static ddn_status wrong_backward(ddn_ctx *ctx, ddn_node *node)
 {
@@ -128,7 +145,8 @@ static ddn_tensor *f_wrong(ddn_ctx *ctx, ddn_tensor *const *in, void *u)
     ddn_tensor *x = in[0];
     ddn_tensor *y = ddn_tensor_new(ctx, x->dtype, x->ndim, x->shape);
     if (!y || ddn_tensor_copy_(y, x) != DDN_OK) return NULL;
-    ddn_tape_record(ctx, "wrong_identity", wrong_backward, y, 1, &x, 0);
+    if (ddn_tape_record(ctx, "wrong_identity", wrong_backward, y, 1, &x, NULL, 0) != DDN_OK)
+        return NULL;
     return y;
 }
 
@@ -188,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_accumulation_and_second_backward),
         cmocka_unit_test(test_branch_not_reaching_loss),
         cmocka_unit_test(test_check_numerics_forward_and_backward),
+        cmocka_unit_test(test_backward_refuses_pending_error),
         cmocka_unit_test(test_gradcheck_catches_wrong_backward),
         cmocka_unit_test(test_arena_stable_over_steps),
     };
