@@ -10,7 +10,8 @@
  *     ddn_ctx_reset_step(ctx);
  *
  * Module headers: context.h (errors, arena, stats), tensor.h, autograd.h (tape, backward,
- * gradcheck), ops.h (differentiable ops), safetensors.h, optim.h, idx.h (datasets).
+ * gradcheck), ops.h (differentiable ops), declarative.h (argmin layers), safetensors.h,
+ * optim.h, idx.h (datasets).
  */
 #ifndef DDN_H
 #define DDN_H
@@ -21,6 +22,7 @@
 
 #include "autograd.h"
 #include "context.h"
+#include "declarative.h"
 #include "idx.h"
 #include "ops.h"
 #include "optim.h"
