@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what it needs, then
+#   1. Release build (warnings are errors), every CTest test;
+#   2. ASan+UBSan build, every CTest test again;
+#   3. the core tests under valgrind (no leaks, no invalid accesses);
+#   4. `cmake --install`, then an out-of-tree project that finds the installed library with
+#      find_package(ddn) and one built with pkg-config.
+# Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+root=$(ddn_root)
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+bash "$root/scripts/deps.sh" "${DDN_BUILD_PACKAGES[@]}" "${DDN_DATA_PACKAGES[@]}" valgrind
+
+echo "== 1. release build and tests"
+ddn_build "$root/build/release" -DDDN_WARNINGS_AS_ERRORS=ON
+(cd "$root/build/release" && ctest --output-on-failure -j2)
+[ $quick -eq 1 ] && exit 0
+
+echo "== 2. sanitizer build (ASan+UBSan) and tests"
+ddn_build "$root/build/asan" -DDDN_WARNINGS_AS_ERRORS=ON -DDDN_SANITIZE=ON \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDDN_BUILD_EXAMPLES=OFF
+(cd "$root/build/asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2)
+
+echo "== 3. core tests under valgrind"
+for t in test_tensor test_safetensors test_elementwise; do
+  exe="$root/build/release/tests/$t"
+  [ -x "$exe" ] || continue
+  log="$root/build/valgrind-$t.log"
+  if ! OMP_NUM_THREADS=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+      --error-exitcode=1 "$exe" >"$log" 2>&1; then
+    cat "$log"
+    echo "valgrind found errors in $t" >&2
+    exit 1
+  fi
+  echo "valgrind $t: clean"
+done
+
+echo "== 4. install, then build programs outside the tree against it"
+prefix="$root/build/prefix"
+rm -rf "$prefix"
+cmake --install "$root/build/release" --prefix "$prefix" >/dev/null
+cmake -S "$root/examples/external" -B "$root/build/external" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$root/build/external" >/dev/null
+"$root/build/external/external_example"
+cc -std=c11 -Wall -Wextra -Werror -o "$root/build/external/external_pkgconfig" \
+  "$root/examples/external/main.c" \
+  $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs ddn) \
+  -Wl,-rpath,"$prefix/lib"
+"$root/build/external/external_pkgconfig"
+echo "all test stages passed"
