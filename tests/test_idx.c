@@ -269,6 +269,8 @@ static void test_malformed(void **state)
     assert_int_equal(ddn_idx_read(ctx, missing, &f), DDN_ERR_IO);
     assert_non_null(strstr(ddn_ctx_errmsg(ctx), missing));
     assert_error(ctx, DDN_ERR_IO, "No such file or directory");
+    assert_int_equal(ddn_idx_read(ctx, tmpdir, &f), DDN_ERR_IO); /* opens, but read fails */
+    assert_error(ctx, DDN_ERR_IO, "Is a directory");
     assert_int_equal(ddn_idx_read(ctx, NULL, &f), DDN_ERR_ARG);
     assert_error(ctx, DDN_ERR_ARG, "path is NULL");
     ddn_ctx_free(ctx);
