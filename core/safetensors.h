@@ -53,14 +53,18 @@ const char *ddn_safetensors_metadata(const ddn_st_file *f, const char *key);
 /* Loads a tensor into a new step tensor. Stored dtypes map to ddn dtypes as: F32, F16, BF16 ->
  * float32; F64 -> float64; I64, I32, U8, BOOL -> int64. A missing name is DDN_ERR_ARG. */
 ddn_tensor *ddn_safetensors_get(ddn_ctx *ctx, const ddn_st_file *f, const char *name);
-/* Loads into an existing tensor (e.g. a parameter) of the same shape, converting the dtype. */
+/* Loads into an existing tensor (e.g. a parameter) of the same shape, converting the dtype; dst
+ * may be a strided view. Shapes that differ are DDN_ERR_SHAPE; a float-stored tensor into an
+ * int64 destination is DDN_ERR_DTYPE (it would truncate). */
 ddn_status ddn_safetensors_read_into(ddn_ctx *ctx, const ddn_st_file *f, const char *name,
                                      ddn_tensor *dst);
 
 typedef struct ddn_st_entry {
     const char *name;
     const ddn_tensor *tensor;
-    ddn_st_dtype store_as; /* DDN_ST_AUTO, or a float type for a float tensor (F16, BF16, ...) */
+    ddn_st_dtype store_as; /* DDN_ST_AUTO, a float type for a float tensor (F16 and BF16 round
+                            * to nearest even), or I32/U8/BOOL for an int64 tensor whose values
+                            * fit (else DDN_ERR_ARG) */
 } ddn_st_entry;
 
 /* Writes n tensors and n_meta key/value metadata pairs (meta[2k] = key, meta[2k+1] = value)
