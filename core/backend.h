@@ -85,9 +85,10 @@ typedef struct ddn_kernels {
 
     /* ---- BLAS (core/cpu/blas.c) ---- */
     /* out = alpha * a @ b + beta * out. a (B.., M, K), b (B.., K, N), out (B.., M, N) with equal
-     * batch dims (stride 0 allowed there). Each operand's last two dims must have unit stride in
-     * one of them (row-major or transposed view); out is contiguous. beta = 0 ignores out's
-     * contents (NaN-safe). */
+     * batch dims (stride 0 allowed there); out is contiguous. An operand whose last or
+     * second-to-last dim has unit stride (row-major or transposed view) is used in place; any
+     * other layout is copied to scratch by the kernel. beta = 0 ignores out's contents
+     * (NaN-safe). */
     ddn_status (*matmul)(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b, double alpha,
                          double beta);
 
@@ -104,6 +105,13 @@ typedef struct ddn_kernels {
     /* dlogp[i, labels[i]] += -scale * dy (dy 0-dim). */
     ddn_status (*nll_backward_acc)(ddn_tensor *dlogp, const ddn_tensor *labels,
                                    const ddn_tensor *dy, double scale);
+
+    /* ---- reduction gradients (core/cpu/reduce_backward.c) ---- */
+    /* Max backward: y (the max) and dy have x's ndim with size 1 on the reduced dims (bit i of
+     * dims_mask = dim i). dx += dy / t at the t entries of each block equal to its maximum
+     * (ties share equally, as torch.amax); a block whose maximum is NaN gets NaN. */
+    ddn_status (*max_backward_acc)(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
+                                   const ddn_tensor *dy, uint32_t dims_mask);
 } ddn_kernels;
 
 typedef struct ddn_backend {

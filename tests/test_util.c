@@ -83,7 +83,9 @@ void test_assert_tensor_close(const ddn_tensor *actual, const ddn_tensor *expect
         double d = fabs(av[i] - ev[i]);
         bool same_nonfinite = !isfinite(ev[i]) && (av[i] == ev[i] || (isnan(av[i]) && isnan(ev[i])));
         if (same_nonfinite) continue;
-        if (!(d <= atol + rtol * fabs(ev[i]))) {
+        /* A non-finite expectation must be met exactly: with ev = inf, rtol * |ev| would
+         * otherwise accept any value. */
+        if (!isfinite(ev[i]) || !(d <= atol + rtol * fabs(ev[i]))) {
             if (bad < 5)
                 print_error("  [%lld] actual %.9g expected %.9g\n", (long long)i, av[i], ev[i]);
             bad++;

@@ -36,6 +36,7 @@ static const ddn_kernels cpu_kernels = {
     .softmax_backward_acc = ddn_cpu_softmax_backward_acc,
     .nll = ddn_cpu_nll,
     .nll_backward_acc = ddn_cpu_nll_backward_acc,
+    .max_backward_acc = ddn_cpu_max_backward_acc,
 };
 
 const ddn_backend ddn_cpu_backend = {

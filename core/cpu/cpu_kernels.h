@@ -1,5 +1,6 @@
 /* ddn — the CPU kernel functions behind ddn_cpu_backend (internal). One file per family:
- * copy.c, elementwise.c, reduce.c, blas.c, softmax.c. Signatures are those of ddn_kernels. */
+ * copy.c, elementwise.c, reduce.c, reduce_backward.c, blas.c,
+ * softmax.c. Signatures are those of ddn_kernels. */
 #ifndef DDN_CPU_KERNELS_H
 #define DDN_CPU_KERNELS_H
 
@@ -34,5 +35,8 @@ ddn_status ddn_cpu_nll(ddn_tensor *out, const ddn_tensor *logp, const ddn_tensor
                        double scale);
 ddn_status ddn_cpu_nll_backward_acc(ddn_tensor *dlogp, const ddn_tensor *labels,
                                     const ddn_tensor *dy, double scale);
+
+ddn_status ddn_cpu_max_backward_acc(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
+                                    const ddn_tensor *dy, uint32_t mask);
 
 #endif
