@@ -24,6 +24,8 @@
 #include "context.h"
 #include "declarative.h"
 #include "idx.h"
+#include "ied.h"
+#include "less.h"
 #include "ops.h"
 #include "optim.h"
 #include "rng.h"

@@ -6,8 +6,8 @@
  * (orthogonal) iteration (SI, k columns) in the input's precision; contiguous row-major buffers.
  * They find A's eigenvalue of largest magnitude (with the shift: the largest algebraic one). The
  * DDN backward differentiates the top eigenvector of (A + A^T)/2, which PI returns only for
- * symmetric A: info.symmetric tells the backward (IFT is valid for both). Internal (not in the
- * umbrella header). Tests: tests/test_ied_solver.c.
+ * symmetric A: info.symmetric tells the backward (IFT is valid for both). The layer
+ * (tape node, backward modes) is ied.h. Tests: tests/test_ied_solver.c.
  */
 #ifndef DDN_IED_SOLVER_H
 #define DDN_IED_SOLVER_H

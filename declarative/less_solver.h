@@ -1,4 +1,4 @@
-/* ddn — batched forward solvers of LESS (least squares on the sphere). Internal API.
+/* ddn — batched forward solvers of LESS (least squares on the sphere), on host buffers.
  *
  *     y = argmin_u 1/2 ||A u - b||^2  subject to  ||u|| = 1,   A (B, m, n), b (B, m), y (B, n)
  *
@@ -6,7 +6,8 @@
  * Buffers are contiguous row-major host memory of one dtype (float32 or float64). The iterative
  * methods run in the input's precision; the EXACT solver always computes in float64 (it is the
  * oracle, see less_solver.c). Any m, n >= 1 (m < n and rank-deficient A included).
- * Not in the umbrella header: the LESS tape node (another task) is the public entry point.
+ * The layer (tape node, backward modes) is less.h; these solvers are public for callers who
+ * want a solve without the tape (benchmarks, `ddn solve`).
  * Tests: tests/test_less_solver.c.
  */
 #ifndef DDN_LESS_SOLVER_H
