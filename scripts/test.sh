@@ -4,7 +4,8 @@
 #   2. ASan+UBSan build, every CTest test again;
 #   3. the core tests under valgrind (no leaks, no invalid accesses);
 #   4. `cmake --install`, then an out-of-tree project that finds the installed library with
-#      find_package(ddn) and one built with pkg-config.
+#      find_package(ddn) and one built with pkg-config;
+#   5. the examples end to end: the Fashion-MNIST MLP must reach its accuracy target.
 # Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -25,7 +26,8 @@ ddn_build "$root/build/asan" -DDDN_WARNINGS_AS_ERRORS=ON -DDDN_SANITIZE=ON \
 (cd "$root/build/asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2)
 
 echo "== 3. core tests under valgrind"
-for t in test_tensor test_autograd test_safetensors test_elementwise test_reduce test_matmul test_loss; do
+for t in test_tensor test_autograd test_safetensors test_elementwise test_reduce test_matmul \
+         test_loss test_idx test_optim test_declarative; do
   exe="$root/build/release/tests/$t"
   [ -x "$exe" ] || continue
   log="$root/build/valgrind-$t.log"
@@ -50,4 +52,7 @@ cc -std=c11 -Wall -Wextra -Werror -o "$root/build/external/external_pkgconfig" \
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs ddn) \
   -Wl,-rpath,"$prefix/lib"
 "$root/build/external/external_pkgconfig"
+echo "== 5. examples end to end"
+"$root/build/release/declarative_projection"
+"$root/build/release/mlp_fashion_mnist"
 echo "all test stages passed"
