@@ -171,13 +171,12 @@ static ddn_status eigh_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *
     sv->sign = sv->w + B * m;
 
     ddn_mark mark = ddn_ctx_mark(ctx);
-    const void *Ah = host_view(ctx, A);
-    double *Ad = ddn_ctx_scratch(ctx, (size_t)(B * m * m + 2 * m + B * m) * sizeof *Ad);
-    void *work = ddn_ctx_scratch(ctx, (size_t)(m * m + m) * sizeof(double));
-    if (!Ah || !Ad || !work) return ddn_ctx_status(ctx);
+    double *Ad = ddn_ctx_scratch(ctx, (size_t)(B * m * m + B * m + m) * sizeof *Ad);
+    float *work = f32 ? ddn_ctx_scratch(ctx, (size_t)(m * m + m) * sizeof *work) : NULL;
+    if (!Ad || (f32 && !work)) return ddn_ctx_status(ctx);
     double *yd = Ad + B * m * m, *ay = yd + B * m;
-    ddn_status st = ddn_tensor_to_host(A, DDN_DTYPE_F64, Ad);
-    int64_t bad = st == DDN_OK ? first_nonsymmetric(A->dtype, B, m, Ah) : -1;
+    ddn_status st = ddn_tensor_to_host(A, DDN_DTYPE_F64, Ad); /* exact for float32 too */
+    int64_t bad = st == DDN_OK ? first_nonsymmetric(DDN_DTYPE_F64, B, m, Ad) : -1;
     if (bad >= 0) st = refuse_nonsymmetric(ctx, DDN_IED_BACKWARD_EIGH, bad, A);
     if (st == DDN_OK) st = ddn_ied_check_finite_nonzero_(ctx, "EIGH", B, m, Ad);
     int64_t *it = ddn_tensor_ptr(info->iterations), *cv = ddn_tensor_ptr(info->converged);
@@ -187,7 +186,7 @@ static ddn_status eigh_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *
         lapack_int li;
         if (f32) { /* float32 in, float32 eigensolver (as torch.linalg.eigh would) */
             float *Z = work, *wf = Z + m * m;
-            memcpy(Z, (const float *)Ah + b * m * m, (size_t)(m * m) * sizeof *Z);
+            for (int64_t i = 0; i < m * m; i++) Z[i] = (float)Ad[b * m * m + i];
             li = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)m, Z, (lapack_int)m, wf);
             for (int64_t i = 0; i < m * m; i++) Vb[i] = Z[i];
             for (int64_t i = 0; i < m; i++) wb[i] = wf[i];
