@@ -15,6 +15,20 @@
  *   UNROLL  every iteration recorded on the tape;
  *   EIGH    the dense baseline: LAPACK syevd forward and the standard eigenvector derivative.
  * The eigenvalue lambda = y^T A y is returned differentiable (through A and y) when asked for.
+ *
+ * Contract details (ied.c, ied_backward.c, ied_unroll.c):
+ *   - DDN_E/J and EIGH refuse a non-symmetric A in the forward (DDN_ERR_ARG, pointing to IFT).
+ *     A repeated top eigenvalue (the solver's gap check, or a numerically singular system)
+ *     makes the backward fail with DDN_ERR_SINGULAR naming the item; the forward still returns
+ *     an eigenvector. Solver errors (zero, NaN, strict non-convergence) are as in ied_solver.h.
+ *   - float32: the forward stays float32; the backward's dense solves run in float64 and the
+ *     gradient is returned in float32.
+ *   - UNROLL: PI or SI (SI through a differentiable QR) with the solver's start, signs and stop
+ *     test; signs, stop test and shift are constants. No random restart: A u = 0 is an error.
+ *   - EIGH: syevd; y is the eigenvector of the eigenvalue PI targets (largest magnitude; with
+ *     opts->shift the largest algebraic), with the reference sign always applied; its gradient
+ *     is ((lambda I - A)^+ v y^T) symmetrised as (G + G^T)/2, torch.linalg.eigh's convention.
+ *     info->iterations is 0.
  * Tests: tests/test_ied.c.
  */
 #ifndef DDN_IED_H

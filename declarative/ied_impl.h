@@ -1,0 +1,59 @@
+/* ddn — internals shared by the IED layer's files (ied.c: front end, forward nodes; ied_backward.c:
+ * the implicit VJPs; ied_unroll.c: the recorded iterations and the differentiable QR). Not
+ * installed. Math: /work/shared/PMAF-MATH.md §2 (and §6 for what the reference code got wrong).
+ */
+#ifndef DDN_IED_IMPL_H
+#define DDN_IED_IMPL_H
+
+#include "ied.h"
+
+/* The options a declarative IED node carries (copied by ddn_declarative). o.ref is only read by
+ * the forward: the backward never dereferences it. */
+typedef struct ied_node_opts {
+    ddn_ied_opts o;
+    ddn_ied_backward mode;
+} ied_node_opts;
+
+/* What the forward leaves for the backward (step arena): O(B) flags for DDN/IFT (y is the node's
+ * output; lambda is recomputed from it in float64), the dense eigendecomposition (O(B m^2), what
+ * an autodiff eigh keeps) for EIGH. */
+typedef struct ied_saved {
+    unsigned char *tied; /* (B) the solver's gap check found a (near) repeated eigenvalue */
+    double *V, *w;       /* EIGH: (B, m, m) eigenvectors (column j of item b: eigenvalue w[b,j]),
+                          * (B, m) eigenvalues ascending */
+    int64_t *idx;        /* EIGH: (B) the column returned as y */
+    double *sign;        /* EIGH: (B) y = sign * V[:, idx] */
+} ied_saved;
+
+static inline const char *ddn_ied_mode_name_(ddn_ied_backward m)
+{
+    static const char *names[] = {"DDN_E", "DDN_J", "IFT_E", "IFT_J", "UNROLL", "EIGH"};
+    return (int)m >= 0 && (int)m <= 5 ? names[m] : "?";
+}
+
+/* Implicit VJPs (ied_backward.c), the vjp members of the declarative vtables in ied.c. */
+ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
+                        const ddn_tensor *y, const ddn_tensor *dy, void *saved);
+ddn_status ddn_ied_eigh_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
+                             const ddn_tensor *y, const ddn_tensor *dy, void *saved);
+
+/* UNROLL (ied_unroll.c): PI or SI recorded op by op; A already validated (B, m, m) float;
+ * o already validated by ddn_ied_solve's checks. */
+ddn_tensor *ddn_ied_unroll_(ddn_ctx *ctx, ddn_tensor *A, const ddn_ied_opts *o,
+                            ddn_decl_info *info);
+
+/* Differentiable thin QR, Z (B, m, k) -> Q (B, m, k), m >= k, Householder (LAPACK geqrf/orgqr)
+ * in Z's dtype, Q exactly as LAPACK returns it (no sign normalisation). One tape node; the
+ * backward (float64) needs R invertible. Used by the SI unroll; exported for tests only. */
+ddn_tensor *ddn_ied_qr_(ddn_ctx *ctx, ddn_tensor *Z);
+
+/* Adds the float64 host gradient g (shape of t, row-major) to t->grad in t's dtype. */
+ddn_status ddn_ied_accumulate_(ddn_ctx *ctx, ddn_tensor *t, const double *g);
+
+/* Per-item input checks shared by EIGH and UNROLL (the solver makes its own): NaN/Inf ->
+ * DDN_ERR_NUMERIC, all zero -> DDN_ERR_SINGULAR, naming the item and the backward mode. A is
+ * float64 host (B, m, m). */
+ddn_status ddn_ied_check_finite_nonzero_(ddn_ctx *ctx, const char *mode, int64_t B, int64_t m,
+                                         const double *A);
+
+#endif
