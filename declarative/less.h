@@ -7,7 +7,8 @@
  *   E      the closed form of PMAF-MATH.md §1 (one factorisation of H = A^T A - 2 nu I per item,
  *          nothing of size m x n x n), the default;
  *   J      the explicit Jacobian B of Prop. 3.1 (n x (m x n) per item), a slow reference;
- *   UNROLL the solver's iterations recorded on the tape and differentiated through.
+ *   UNROLL the solver's iterations recorded on the tape and differentiated through (PGD, +RM,
+ *          +TWD, +DW; EXACT and BLS are DDN_ERR_UNSUPPORTED; limits in less_unroll.c).
  * float32 and float64. Non-convergence is reported per item (info) and is an error in strict mode.
  * Tests: tests/test_less.c.
  */
