@@ -112,6 +112,12 @@ typedef struct ddn_kernels {
      * (ties share equally, as torch.amax); a block whose maximum is NaN gets NaN. */
     ddn_status (*max_backward_acc)(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
                                    const ddn_tensor *dy, uint32_t dims_mask);
+
+    /* ---- convolution (core/cpu/conv.c) ---- */
+
+    /* ---- normalisation, pooling, dropout (core/cpu/norm_pool.c) ---- */
+
+    /* ---- optimizer updates (core/cpu/optim_kernels.c) ---- */
 } ddn_kernels;
 
 typedef struct ddn_backend {

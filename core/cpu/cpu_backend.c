@@ -37,6 +37,11 @@ static const ddn_kernels cpu_kernels = {
     .nll = ddn_cpu_nll,
     .nll_backward_acc = ddn_cpu_nll_backward_acc,
     .max_backward_acc = ddn_cpu_max_backward_acc,
+    /* convolution */
+
+    /* normalisation, pooling, dropout */
+
+    /* optimizer updates */
 };
 
 const ddn_backend ddn_cpu_backend = {

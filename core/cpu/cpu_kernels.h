@@ -39,4 +39,11 @@ ddn_status ddn_cpu_nll_backward_acc(ddn_tensor *dlogp, const ddn_tensor *labels,
 ddn_status ddn_cpu_max_backward_acc(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
                                     const ddn_tensor *dy, uint32_t mask);
 
+/* convolution (conv.c) */
+
+/* normalisation, pooling, dropout (norm_pool.c) */
+
+/* optimizer updates (optim_kernels.c) */
+
+
 #endif
