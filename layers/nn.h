@@ -58,7 +58,9 @@ ddn_tensor *ddn_avg_pool2d(ddn_ctx *ctx, ddn_tensor *x, ddn_pool2d_params p);
 /* x (N, C, H, W) -> (N, C, out_h, out_w) with PyTorch's adaptive bins (global pooling: 1, 1). */
 ddn_tensor *ddn_adaptive_avg_pool2d(ddn_ctx *ctx, ddn_tensor *x, int out_h, int out_w);
 /* Inverted dropout: in training, zero each element with probability p (drawn from rng, NULL:
- * the context's) and scale the rest by 1 / (1 - p); identity in evaluation. */
+ * the context's) and scale the rest by 1 / (1 - p); identity in evaluation. One draw from rng
+ * seeds the whole mask, so a seeded rng reproduces it; evaluation and p = 0 return x itself
+ * without drawing. */
 ddn_tensor *ddn_dropout(ddn_ctx *ctx, ddn_tensor *x, double p, bool training, ddn_rng *rng);
 
 #ifdef __cplusplus
