@@ -8,6 +8,7 @@
 #     bench/run_ied.sh [BUILD_DIR] [ROUNDS] [SIZES] [DTYPE]     # e.g. bench/run_ied.sh build 5 32,256
 #     DDN_ENV="OMP_WAIT_POLICY=passive" bench/run_ied.sh build   # extra environment for ddn only
 #     THREADS=1 bench/run_ied.sh build                           # both programs on one thread
+#     DDN_ARGS="--no-gap-check" bench/run_ied.sh build           # extra ddn bench options
 set -eu
 build=${1:-build}
 rounds=${2:-5}
@@ -24,14 +25,14 @@ out=$dir/results
 corename=""
 for r in $(seq "$rounds"); do
     env ${DDN_ENV:-} "$ddn" bench --table ied-vs-torch --data "$dir" --sizes "$sizes" \
-        --dtype "$dtype" --runs $runs --warmup 3 --threads $threads >"$dir/ddn.md"
+        --dtype "$dtype" --runs $runs --warmup 3 --threads $threads ${DDN_ARGS:-} >"$dir/ddn.md"
     grep '^RESULT' "$dir/ddn.md" | sed "s/^/$r /" >>"$out"
     [ -n "$corename" ] || corename=$(grep -o 'OpenBLAS core: [A-Za-z0-9_]*' "$dir/ddn.md" | head -1)
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/ied_torch.py" "$dir" --sizes "$sizes" \
         --dtype "$dtype" --runs $runs --warmup 3 --threads $threads | sed "s/^/$r /" >>"$out"
 done
 
-awk -v rounds="$rounds" -v ddn_env="${DDN_ENV:-}" -v threads=$threads -v runs=$runs \
+awk -v rounds="$rounds" -v ddn_env="${DDN_ENV:-(none)}${DDN_ARGS:+; ddn options: $DDN_ARGS}" -v threads=$threads -v runs=$runs \
     -v dtype="$dtype" -v core="$corename" '
 function val(s) { sub(/^[a-z_A-Z]+=/, "", s); return s }
 function median(a, n,   i, j, t) {
@@ -47,7 +48,7 @@ $2 == "RESULT" {
 END {
     printf "## IED: ddn PI-IFT-E vs torch.linalg.eigh (forward + backward)\n\n"
     printf "batch 5, %s, symmetric A = |G| + |G|^T; %d threads each; %d alternating rounds of %d timed runs (median per round, 3 warm-up)\n", dtype, threads, rounds, runs
-    printf "%s; ddn environment: %s; torch environment: OPENBLAS_NUM_THREADS=1, torch.set_num_threads(%d)\n\n", core, ddn_env == "" ? "(none)" : ddn_env, threads
+    printf "%s; ddn environment: %s; torch environment: OPENBLAS_NUM_THREADS=1, torch.set_num_threads(%d)\n\n", core, ddn_env, threads
     printf "| m | ddn fwd (ms) | ddn bwd (ms) | ddn total (ms) | torch fwd (ms) | torch bwd (ms) | torch total (ms) | speedup torch/ddn (median of rounds) | max dy / sym dA rel. diff |\n"
     printf "|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     for (k = 1; k <= nm; k++) {

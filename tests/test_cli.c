@@ -202,6 +202,8 @@ static void test_usage_errors(void **state)
     expect_failure(&r, 2, "ift-e");
     r = RUN("solve", "--layer", "ied", "--method", "pgd", "--input", "x", "--output", "y");
     expect_failure(&r, 2, "--method");
+    r = RUN("solve", "--layer", "less", "--no-gap-check", "--input", "x", "--output", "y");
+    expect_failure(&r, 2, "--no-gap-check");
     r = RUN("solve", "--layer", "ied", "--tol", "abc", "--input", "x", "--output", "y");
     expect_failure(&r, 2, "--tol");
     r = RUN("solve", "--layer", "ied", "--input", "x", "--output");

@@ -23,6 +23,8 @@ typedef struct bench_cfg {
     int dtype;               /* DT_* */
     int symmetry;            /* SYM_* (ied) */
     int64_t seed, runs, warmup, batch, si_k, threads;
+    bool no_gap_check;       /* IED: opts.check_gap = false (the deflated second-eigenvalue
+                              * estimate costs about twice the forward's own iterations) */
     double max_mem_gib;      /* J modes and data larger than this are skipped or refused */
     const char *dump;        /* less-effect: write the problems here */
     const char *scipy;       /* less-effect: read SciPy's solutions from here */

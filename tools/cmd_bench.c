@@ -44,6 +44,7 @@ static const char help[] =
     "  --symmetry S     sym | nonsym | both (ied)\n"
     "  --batch N        IED batch size (default 5)\n"
     "  --si-k N         SI columns (default 1; the paper used k = m)\n"
+    "  --no-gap-check   IED: skip the solver's second-eigenvalue estimate (tie detection)\n"
     "  --runs N         timed runs per measurement, median reported (default 5)\n"
     "  --warmup N       untimed runs first (default 1)\n"
     "  --max-mem GIB    memory budget for explicit Jacobians and problem data (default 2)\n"
@@ -167,6 +168,8 @@ static int parse_args(int argc, char **argv, bench_cfg *c, bool *set)
             e = r < 0 || cli_parse_int(CMD, "--batch", v, 1, 1000000, &c->batch);
         } else if (OPT("--si-k")) {
             e = r < 0 || cli_parse_int(CMD, "--si-k", v, 1, 1000000, &c->si_k);
+        } else if ((r = cli_flag(CMD, argv, i, "--no-gap-check")) != 0) {
+            e = r < 0, c->no_gap_check = true;
         } else if (OPT("--runs")) {
             e = r < 0 || cli_parse_int(CMD, "--runs", v, 1, 100000, &c->runs);
             set[S_RUNS] = true;
@@ -221,6 +224,8 @@ static int apply_defaults(bench_cfg *c, const bool *set)
         return cli_error(CMD, CLI_EXIT_USAGE, "--samples applies to --table less-effect only");
     if (c->table == TABLE_IED_VS_TORCH && !c->data)
         return cli_error(CMD, CLI_EXIT_USAGE, "--table ied-vs-torch needs --data DIR");
+    if (c->no_gap_check && c->table != TABLE_IED && c->table != TABLE_IED_VS_TORCH)
+        return cli_error(CMD, CLI_EXIT_USAGE, "--no-gap-check applies to the IED tables only");
     if (c->table != TABLE_IED && c->dtype == DT_BOTH)
         return cli_error(CMD, CLI_EXIT_USAGE, "--dtype both applies to --table ied only");
     switch (c->table) {

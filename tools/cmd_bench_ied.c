@@ -112,6 +112,7 @@ static bool run_mode(const bench_cfg *c, ddn_dtype dt, const ied_mode *mode, int
     u->o = DDN_IED_OPTS_DEFAULT;
     u->o.method = mode->method;
     u->o.k = mode->method == DDN_IED_SI ? (c->si_k < m ? c->si_k : m) : 1;
+    u->o.check_gap = !c->no_gap_check;
     u->bw = mode->bw, u->A64 = A64, u->B = B, u->m = m;
     u->eig_dist = u->fpd = u->iters = NAN;
     u->A = bench_persistent(ctx, dt, DDN_SHAPE(B, m, m), A64, true);
@@ -183,11 +184,12 @@ int bench_ied(const bench_cfg *c)
                      c->dtype == DT_BOTH ? "float32 and float64"
                      : c->dtype == DT_F32 ? "float32" : "float64");
     printf("Batch %lld, A = |G| (+ |G|^T when symmetric), G ~ N(0,1), upstream gradient v ~ "
-           "N(0,1), seed %lld. SI with k = %lld columns. Times in ms per batch call: median of "
+           "N(0,1), seed %lld. SI with k = %lld columns; gap check %s. Times in ms per batch call: median of "
            "%lld runs after %lld warm-up. Arena in MiB: step-arena high-water in the forward, and "
            "the backward's rise above what the forward left in use. Eigen distance and FPD: "
            "batch means in float64. J modes above %g GiB are skipped.\n\n",
-           (long long)c->batch, (long long)c->seed, (long long)c->si_k, (long long)c->runs,
+           (long long)c->batch, (long long)c->seed, (long long)c->si_k,
+           c->no_gap_check ? "off" : "on (the solver's default)", (long long)c->runs,
            (long long)c->warmup, c->max_mem_gib);
     int rc = -1;
     for (int s = 0; rc < 0 && s < 2; s++) {
@@ -267,6 +269,7 @@ int bench_ied_vs_torch(const bench_cfg *c)
     const char *dn = dt == DDN_DTYPE_F32 ? "f32" : "f64";
     printf("## IED: ddn PI-IFT-E vs torch.linalg.eigh (ddn side)\n\n");
     cli_bench_header(stdout, c->argc, c->argv, ddn_dtype_name(dt));
+    printf("gap check %s\n\n", c->no_gap_check ? "off" : "on (the solver's default)");
     printf("| m | forward (ms) | backward (ms) | total (ms) | iters | eigen dist | FPD |\n"
            "|---:|---:|---:|---:|---:|---:|---:|\n");
     ddn_ctx *io = bench_ctx();

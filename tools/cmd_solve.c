@@ -49,6 +49,7 @@ static const char help[] =
     "  --sign S         none | historical | reference | both (default both)\n"
     "  --shift          Gershgorin shift: find the largest algebraic eigenvalue\n"
     "  --random-init    start from seeded N(0,1) vectors (--seed N, default 0)\n"
+    "  --no-gap-check   skip the estimate of the second eigenvalue (a tie is then not flagged)\n"
     "  --backward B     ddn-e (default) | ddn-j | ift-e | ift-j | unroll | eigh\n"
     "                   (ddn-* need symmetric A; eigh also replaces the forward by LAPACK syevd)\n"
     "Both:\n"
@@ -64,6 +65,7 @@ typedef struct solve_cfg {
     int layer;
     const char *input, *output;
     bool has_tol, has_max_iter, has_alpha, has_beta, has_seed, strict, shift, random_init;
+    bool no_gap_check;
     double tol, alpha, beta;
     int64_t max_iter, seed, threads, k;
     unsigned method;
@@ -160,6 +162,9 @@ static int parse_args(int argc, char **argv, solve_cfg *c)
         } else if (FLAG("--random-init")) {
             IED_ONLY();
             e = r < 0, c->random_init = true;
+        } else if (FLAG("--no-gap-check")) {
+            IED_ONLY();
+            e = r < 0, c->no_gap_check = true;
         } else if (OPT("--backward")) {
             c->backward = r < 0 ? NULL : v, e = r < 0; /* resolved once --layer is known */
         } else if (OPT("--tol")) {
@@ -339,6 +344,7 @@ static ddn_ied_opts ied_opts(const solve_cfg *c)
     o.shift = c->shift;
     o.random_init = c->random_init;
     o.seed = (uint64_t)c->seed;
+    o.check_gap = !c->no_gap_check;
     if (c->has_tol) o.tol = c->tol;
     if (c->has_max_iter) o.max_iter = c->max_iter;
     o.strict = c->strict;
