@@ -15,6 +15,7 @@
 #ifndef DDN_BACKEND_H
 #define DDN_BACKEND_H
 
+#include "nn.h"
 #include "tensor.h"
 
 typedef enum ddn_unary_op {
@@ -112,6 +113,56 @@ typedef struct ddn_kernels {
      * (ties share equally, as torch.amax); a block whose maximum is NaN gets NaN. */
     ddn_status (*max_backward_acc)(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
                                    const ddn_tensor *dy, uint32_t dims_mask);
+
+    /* ---- convolution (core/cpu/conv.c) ---- */
+
+    /* ---- normalisation, pooling, dropout (core/cpu/norm_pool.c) ---- */
+    /* x, y, dx, dy are contiguous (N, C, H, W) of one float dtype; per-channel vectors (C) share
+     * it and may be strided; weight / bias NULL mean 1 / 0 (no affine). */
+    /* Batch-norm training forward over (N, H, W) per channel: y = (x - mean) invstd w + b with
+     * the batch mean and biased variance (accumulated in double), invstd = 1 / sqrt(var + eps);
+     * save_mean and save_invstd (C) receive them. running_mean and running_var (C, both or
+     * neither NULL) are updated in place: r = (1 - momentum) r + momentum s, the variance
+     * unbiased (n / (n - 1), n = N H W >= 2), as PyTorch and cuDNN. */
+    ddn_status (*batch_norm_train)(ddn_tensor *y, ddn_tensor *save_mean, ddn_tensor *save_invstd,
+                                   ddn_tensor *running_mean, ddn_tensor *running_var,
+                                   const ddn_tensor *x, const ddn_tensor *weight,
+                                   const ddn_tensor *bias, double momentum, double eps);
+    /* Evaluation forward: y = (x - mean) / sqrt(var + eps) w + b with the given statistics. */
+    ddn_status (*batch_norm_eval)(ddn_tensor *y, const ddn_tensor *x, const ddn_tensor *weight,
+                                  const ddn_tensor *bias, const ddn_tensor *mean,
+                                  const ddn_tensor *var, double eps);
+    /* dx, dweight, dbias (each may be NULL) += the gradients of y = (x - mean) invstd w + b.
+     * training: mean and invstd are x's batch statistics, differentiated through (the fused
+     * formula); otherwise they are constants (evaluation with running statistics). */
+    ddn_status (*batch_norm_backward_acc)(ddn_tensor *dx, ddn_tensor *dweight, ddn_tensor *dbias,
+                                          const ddn_tensor *x, const ddn_tensor *dy,
+                                          const ddn_tensor *weight, const ddn_tensor *mean,
+                                          const ddn_tensor *invstd, bool training);
+    /* Pooling over each (n, c) plane; x, y, dx, dy contiguous (N, C, H, W) / (N, C, OH, OW) and
+     * p's stride already resolved (>= 1). y's shape gives the output size; every window overlaps
+     * the input (front ends apply PyTorch's ceil_mode rule). */
+    /* y = window maximum, padding counting as -inf and NaN winning (as PyTorch); idx (int64, y's
+     * shape, may be NULL) gets the flat index h * W + w of the first maximum in its plane. */
+    ddn_status (*max_pool2d)(ddn_tensor *y, ddn_tensor *idx, const ddn_tensor *x,
+                             const ddn_pool2d_params *p);
+    /* dx[n, c, idx] += dy: the gradient goes to the saved argmax. */
+    ddn_status (*max_pool2d_backward_acc)(ddn_tensor *dx, const ddn_tensor *dy,
+                                          const ddn_tensor *idx);
+    /* y = window sum / divisor: with count_include_pad the window clipped to the padded input,
+     * else the number of input elements in it (PyTorch's avg_pool2d). */
+    ddn_status (*avg_pool2d)(ddn_tensor *y, const ddn_tensor *x, const ddn_pool2d_params *p);
+    ddn_status (*avg_pool2d_backward_acc)(ddn_tensor *dx, const ddn_tensor *dy,
+                                          const ddn_pool2d_params *p);
+    /* Adaptive bins: output row i averages input rows floor(i H / OH) .. ceil((i + 1) H / OH) - 1,
+     * columns alike (bins may overlap when OH does not divide H). */
+    ddn_status (*adaptive_avg_pool2d)(ddn_tensor *y, const ddn_tensor *x);
+    ddn_status (*adaptive_avg_pool2d_backward_acc)(ddn_tensor *dx, const ddn_tensor *dy);
+    /* Inverted-dropout mask (float, contiguous): 0 with probability p, else 1 / (1 - p). Element i
+     * depends only on (seed, i) (a counter-based hash), never on the thread split. */
+    ddn_status (*dropout_mask)(ddn_tensor *mask, double p, uint64_t seed);
+
+    /* ---- optimizer updates (core/cpu/optim_kernels.c) ---- */
 } ddn_kernels;
 
 typedef struct ddn_backend {

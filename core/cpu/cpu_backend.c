@@ -37,6 +37,21 @@ static const ddn_kernels cpu_kernels = {
     .nll = ddn_cpu_nll,
     .nll_backward_acc = ddn_cpu_nll_backward_acc,
     .max_backward_acc = ddn_cpu_max_backward_acc,
+    /* convolution */
+
+    /* normalisation, pooling, dropout */
+    .batch_norm_train = ddn_cpu_batch_norm_train,
+    .batch_norm_eval = ddn_cpu_batch_norm_eval,
+    .batch_norm_backward_acc = ddn_cpu_batch_norm_backward_acc,
+    .max_pool2d = ddn_cpu_max_pool2d,
+    .max_pool2d_backward_acc = ddn_cpu_max_pool2d_backward_acc,
+    .avg_pool2d = ddn_cpu_avg_pool2d,
+    .avg_pool2d_backward_acc = ddn_cpu_avg_pool2d_backward_acc,
+    .adaptive_avg_pool2d = ddn_cpu_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward_acc = ddn_cpu_adaptive_avg_pool2d_backward_acc,
+    .dropout_mask = ddn_cpu_dropout_mask,
+
+    /* optimizer updates */
 };
 
 const ddn_backend ddn_cpu_backend = {

@@ -39,4 +39,32 @@ ddn_status ddn_cpu_nll_backward_acc(ddn_tensor *dlogp, const ddn_tensor *labels,
 ddn_status ddn_cpu_max_backward_acc(ddn_tensor *dx, const ddn_tensor *x, const ddn_tensor *y,
                                     const ddn_tensor *dy, uint32_t mask);
 
+/* convolution (conv.c) */
+
+/* normalisation, pooling, dropout (norm_pool.c) */
+ddn_status ddn_cpu_batch_norm_train(ddn_tensor *y, ddn_tensor *save_mean, ddn_tensor *save_invstd,
+                                    ddn_tensor *running_mean, ddn_tensor *running_var,
+                                    const ddn_tensor *x, const ddn_tensor *weight,
+                                    const ddn_tensor *bias, double momentum, double eps);
+ddn_status ddn_cpu_batch_norm_eval(ddn_tensor *y, const ddn_tensor *x, const ddn_tensor *weight,
+                                   const ddn_tensor *bias, const ddn_tensor *mean,
+                                   const ddn_tensor *var, double eps);
+ddn_status ddn_cpu_batch_norm_backward_acc(ddn_tensor *dx, ddn_tensor *dweight, ddn_tensor *dbias,
+                                           const ddn_tensor *x, const ddn_tensor *dy,
+                                           const ddn_tensor *weight, const ddn_tensor *mean,
+                                           const ddn_tensor *invstd, bool training);
+ddn_status ddn_cpu_max_pool2d(ddn_tensor *y, ddn_tensor *idx, const ddn_tensor *x,
+                              const ddn_pool2d_params *p);
+ddn_status ddn_cpu_max_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy,
+                                           const ddn_tensor *idx);
+ddn_status ddn_cpu_avg_pool2d(ddn_tensor *y, const ddn_tensor *x, const ddn_pool2d_params *p);
+ddn_status ddn_cpu_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy,
+                                           const ddn_pool2d_params *p);
+ddn_status ddn_cpu_adaptive_avg_pool2d(ddn_tensor *y, const ddn_tensor *x);
+ddn_status ddn_cpu_adaptive_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy);
+ddn_status ddn_cpu_dropout_mask(ddn_tensor *mask, double p, uint64_t seed);
+
+/* optimizer updates (optim_kernels.c) */
+
+
 #endif

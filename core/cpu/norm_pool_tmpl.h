@@ -1,0 +1,239 @@
+/* ddn — batch-norm and pooling kernels written once, instantiated per dtype by norm_pool.c.
+ *
+ * The includer defines T (float | double) and TS(name) (name##_f32 / name##_f64). No include
+ * guard: included twice. Tensors are contiguous NCHW; per-channel vectors go through `vec`
+ * (pointer + stride) so strided parameter views need no copy. Sums accumulate in double for both
+ * dtypes; each result is rounded to T once. OpenMP splits channels (batch norm) or (n, c) planes
+ * (pooling), so no two threads ever write the same element and no atomics are needed.
+ */
+
+static inline double TS(vget)(vec v, int64_t c, double dflt)
+{
+    return v.p ? (double)((const T *)v.p)[c * v.s] : dflt;
+}
+
+static inline void TS(vset)(vec v, int64_t c, double value)
+{
+    if (v.p) ((T *)v.p)[c * v.s] = (T)value;
+}
+
+/* ---- batch normalisation ---------------------------------------------------------------------- */
+static void TS(bn_train)(T *y, const T *x, const bn_args *a, double momentum, double eps)
+{
+    const int64_t N = a->N, C = a->C, HW = a->HW;
+    const double n = (double)(N * HW);
+    DDN_OMP_FOR(N * C * HW)
+    for (int64_t c = 0; c < C; c++) {
+        /* two passes (mean, then squared deviations): no cancellation for large means */
+        double sum = 0, ss = 0;
+        for (int64_t i = 0; i < N; i++) {
+            const T *xp = x + (i * C + c) * HW;
+            for (int64_t j = 0; j < HW; j++) sum += xp[j];
+        }
+        const double mean = sum / n;
+        for (int64_t i = 0; i < N; i++) {
+            const T *xp = x + (i * C + c) * HW;
+            for (int64_t j = 0; j < HW; j++) {
+                double d = xp[j] - mean;
+                ss += d * d;
+            }
+        }
+        const double var = ss / n, invstd = 1.0 / sqrt(var + eps);
+        TS(vset)(a->mean, c, mean);
+        TS(vset)(a->invstd, c, invstd);
+        if (a->rmean.p) {
+            TS(vset)(a->rmean, c, (1 - momentum) * TS(vget)(a->rmean, c, 0) + momentum * mean);
+            TS(vset)(a->rvar, c, (1 - momentum) * TS(vget)(a->rvar, c, 0) +
+                                     momentum * ss / (n - 1));
+        }
+        /* y = x scale + shift: one multiply-add per element */
+        const double scale = invstd * TS(vget)(a->w, c, 1.0);
+        const double shift = TS(vget)(a->b, c, 0.0) - mean * scale;
+        for (int64_t i = 0; i < N; i++) {
+            const T *xp = x + (i * C + c) * HW;
+            T *yp = y + (i * C + c) * HW;
+            for (int64_t j = 0; j < HW; j++) yp[j] = (T)(xp[j] * scale + shift);
+        }
+    }
+}
+
+static void TS(bn_eval)(T *y, const T *x, const bn_args *a, double eps)
+{
+    const int64_t N = a->N, C = a->C, HW = a->HW;
+    DDN_OMP_FOR(N * C * HW)
+    for (int64_t p = 0; p < N * C; p++) {
+        const int64_t c = p % C;
+        const double scale = TS(vget)(a->w, c, 1.0) / sqrt(TS(vget)(a->rvar, c, 0) + eps);
+        const double shift = TS(vget)(a->b, c, 0.0) - TS(vget)(a->rmean, c, 0) * scale;
+        const T *xp = x + p * HW;
+        T *yp = y + p * HW;
+        for (int64_t j = 0; j < HW; j++) yp[j] = (T)(xp[j] * scale + shift);
+    }
+}
+
+/* With xhat = (x - mean) invstd and y = xhat w + b, per channel (n = N H W):
+ *   dbias += sum dy, dweight += sum dy xhat,
+ *   training: dx += w invstd (dy - sum dy / n - xhat sum(dy xhat) / n)
+ *   (the mean and variance depend on every x of the channel), evaluation: dx += w invstd dy. */
+static void TS(bn_backward)(T *dx, const T *x, const T *dy, const bn_args *a, bool training)
+{
+    const int64_t N = a->N, C = a->C, HW = a->HW;
+    const double n = (double)(N * HW);
+    DDN_OMP_FOR(N * C * HW)
+    for (int64_t c = 0; c < C; c++) {
+        const double mean = TS(vget)(a->mean, c, 0), invstd = TS(vget)(a->invstd, c, 1.0);
+        double sdy = 0, sdyxc = 0; /* sum dy, sum dy (x - mean) */
+        for (int64_t i = 0; i < N; i++) {
+            const T *xp = x + (i * C + c) * HW, *gp = dy + (i * C + c) * HW;
+            for (int64_t j = 0; j < HW; j++) {
+                sdy += gp[j];
+                sdyxc += gp[j] * (xp[j] - mean);
+            }
+        }
+        const double sdyxhat = sdyxc * invstd;
+        if (a->db.p) TS(vset)(a->db, c, TS(vget)(a->db, c, 0) + sdy);
+        if (a->dw.p) TS(vset)(a->dw, c, TS(vget)(a->dw, c, 0) + sdyxhat);
+        if (!dx) continue;
+        const double k = TS(vget)(a->w, c, 1.0) * invstd;
+        /* dx = k dy - k mean(dy) - (x - mean) k invstd mean(dy xhat): one multiply-add each */
+        const double mdy = training ? sdy / n : 0.0;
+        const double kc = training ? k * invstd * sdyxhat / n : 0.0;
+        for (int64_t i = 0; i < N; i++) {
+            const T *xp = x + (i * C + c) * HW, *gp = dy + (i * C + c) * HW;
+            T *dp = dx + (i * C + c) * HW;
+            for (int64_t j = 0; j < HW; j++)
+                dp[j] = (T)(dp[j] + k * (gp[j] - mdy) - (xp[j] - mean) * kc);
+        }
+    }
+}
+
+/* ---- pooling ---------------------------------------------------------------------------------- */
+static void TS(max_pool)(T *y, int64_t *idx, const T *x, const pool_geom *g)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    DDN_OMP_FOR(g->planes * OH * OW * g->kh * g->kw)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        const T *xp = x + pl * H * W;
+        T *yp = y + pl * OH * OW;
+        int64_t *ip = idx ? idx + pl * OH * OW : NULL;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = oh * g->sh - g->ph, h1 = h0 + g->kh < H ? h0 + g->kh : H;
+            if (h0 < 0) h0 = 0;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = ow * g->sw - g->pw, w1 = w0 + g->kw < W ? w0 + g->kw : W;
+                if (w0 < 0) w0 = 0;
+                /* padding is -inf; the first maximum wins, a NaN always (PyTorch's rule) */
+                T m = (T)-INFINITY;
+                int64_t mi = h0 * W + w0;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) {
+                        T v = xp[h * W + w];
+                        if (v > m || v != v) m = v, mi = h * W + w;
+                    }
+                yp[oh * OW + ow] = m;
+                if (ip) ip[oh * OW + ow] = mi;
+            }
+        }
+    }
+}
+
+static void TS(max_pool_backward)(T *dx, const T *dy, const int64_t *idx, int64_t planes,
+                                  int64_t in_plane, int64_t out_plane)
+{
+    DDN_OMP_FOR(planes * (in_plane + out_plane))
+    for (int64_t pl = 0; pl < planes; pl++) {
+        T *dp = dx + pl * in_plane;
+        const T *gp = dy + pl * out_plane;
+        const int64_t *ip = idx + pl * out_plane;
+        for (int64_t o = 0; o < out_plane; o++) dp[ip[o]] += gp[o];
+    }
+}
+
+/* The window of output (oh, ow) clipped to the input, and its divisor (PyTorch's avg_pool2d: the
+ * window is first clipped to the padded input, which sets the count_include_pad divisor). */
+static inline int64_t TS(avg_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0,
+                                     int64_t *h1, int64_t *w0, int64_t *w1)
+{
+    int64_t a = oh * g->sh - g->ph, b = ow * g->sw - g->pw;
+    int64_t ae = a + g->kh < g->H + g->ph ? a + g->kh : g->H + g->ph;
+    int64_t be = b + g->kw < g->W + g->pw ? b + g->kw : g->W + g->pw;
+    int64_t padded = (ae - a) * (be - b);
+    *h0 = a > 0 ? a : 0, *w0 = b > 0 ? b : 0;
+    *h1 = ae < g->H ? ae : g->H, *w1 = be < g->W ? be : g->W;
+    return g->count_include_pad ? padded : (*h1 - *h0) * (*w1 - *w0);
+}
+
+static void TS(avg_pool)(T *y, const T *x, const pool_geom *g)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    DDN_OMP_FOR(g->planes * OH * OW * g->kh * g->kw)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        const T *xp = x + pl * H * W;
+        T *yp = y + pl * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t h0, h1, w0, w1, div = TS(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1);
+                double s = 0;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) s += xp[h * W + w];
+                yp[oh * OW + ow] = h0 < h1 && w0 < w1 ? (T)(s / (double)div) : (T)0;
+            }
+    }
+}
+
+static void TS(avg_pool_backward)(T *dx, const T *dy, const pool_geom *g)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    DDN_OMP_FOR(g->planes * OH * OW * g->kh * g->kw)
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        T *dp = dx + pl * H * W;
+        const T *gp = dy + pl * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t h0, h1, w0, w1, div = TS(avg_window)(g, oh, ow, &h0, &h1, &w0, &w1);
+                if (h0 >= h1 || w0 >= w1) continue;
+                T v = (T)((double)gp[oh * OW + ow] / (double)div);
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) dp[h * W + w] += v;
+            }
+    }
+}
+
+static void TS(adaptive_avg)(T *y, const T *x, const pool_geom *g)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    DDN_OMP_FOR(g->planes * (H * W + OH * OW))
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        const T *xp = x + pl * H * W;
+        T *yp = y + pl * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+                double s = 0;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) s += xp[h * W + w];
+                yp[oh * OW + ow] = (T)(s / (double)((h1 - h0) * (w1 - w0)));
+            }
+        }
+    }
+}
+
+static void TS(adaptive_avg_backward)(T *dx, const T *dy, const pool_geom *g)
+{
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    DDN_OMP_FOR(g->planes * (H * W + OH * OW))
+    for (int64_t pl = 0; pl < g->planes; pl++) {
+        T *dp = dx + pl * H * W;
+        const T *gp = dy + pl * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+                T v = (T)((double)gp[oh * OW + ow] / (double)((h1 - h0) * (w1 - w0)));
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) dp[h * W + w] += v;
+            }
+        }
+    }
+}
