@@ -42,6 +42,9 @@ static const ddn_kernels cpu_kernels = {
     /* normalisation, pooling, dropout */
 
     /* optimizer updates */
+    .sgd_update = ddn_cpu_sgd_update,
+    .adam_update = ddn_cpu_adam_update,
+    .sum_squares = ddn_cpu_sum_squares,
 };
 
 const ddn_backend ddn_cpu_backend = {
