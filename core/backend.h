@@ -163,6 +163,22 @@ typedef struct ddn_kernels {
     ddn_status (*dropout_mask)(ddn_tensor *mask, double p, uint64_t seed);
 
     /* ---- optimizer updates (core/cpu/optim_kernels.c) ---- */
+    /* Fused in-place updates, computed in p's dtype with torch.optim's operation order. p, g
+     * and every state tensor are contiguous, of one shape and float dtype. */
+    /* torch.optim.SGD (_single_tensor_sgd): d = g + wd p; buf = first ? d : momentum buf +
+     * (1 - dampening) d; d = nesterov ? d + momentum buf : buf; p -= lr d. buf is NULL when
+     * momentum is 0. */
+    ddn_status (*sgd_update)(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor *g, double lr,
+                             double momentum, double dampening, double weight_decay,
+                             bool nesterov, bool first);
+    /* torch.optim.Adam (decoupled false: g += wd p) or AdamW (true: p *= 1 - lr wd); m, v the
+     * moments, vmax the running max of v (amsgrad) or NULL; step >= 1 is this update's count
+     * for the bias corrections. */
+    ddn_status (*adam_update)(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn_tensor *vmax,
+                              const ddn_tensor *g, double lr, double beta1, double beta2,
+                              double eps, double weight_decay, bool decoupled, int64_t step);
+    /* *out = sum of x^2, accumulated in double in an order that depends only on numel(x). */
+    ddn_status (*sum_squares)(const ddn_tensor *x, double *out);
 } ddn_kernels;
 
 typedef struct ddn_backend {

@@ -52,6 +52,9 @@ static const ddn_kernels cpu_kernels = {
     .dropout_mask = ddn_cpu_dropout_mask,
 
     /* optimizer updates */
+    .sgd_update = ddn_cpu_sgd_update,
+    .adam_update = ddn_cpu_adam_update,
+    .sum_squares = ddn_cpu_sum_squares,
 };
 
 const ddn_backend ddn_cpu_backend = {

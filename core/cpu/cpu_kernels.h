@@ -65,6 +65,13 @@ ddn_status ddn_cpu_adaptive_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_te
 ddn_status ddn_cpu_dropout_mask(ddn_tensor *mask, double p, uint64_t seed);
 
 /* optimizer updates (optim_kernels.c) */
+ddn_status ddn_cpu_sgd_update(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor *g, double lr,
+                              double momentum, double dampening, double weight_decay,
+                              bool nesterov, bool first);
+ddn_status ddn_cpu_adam_update(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn_tensor *vmax,
+                               const ddn_tensor *g, double lr, double beta1, double beta2,
+                               double eps, double weight_decay, bool decoupled, int64_t step);
+ddn_status ddn_cpu_sum_squares(const ddn_tensor *x, double *out);
 
 
 #endif

@@ -1,0 +1,174 @@
+/* ddn — CPU optimizer kernels: fused SGD and Adam/AdamW updates, and a sum of squares for
+ * gradient clipping.
+ *
+ * One pass over memory per update instead of a chain of axpy calls. Each element is computed in
+ * the parameter's own dtype with torch's operation order (scalars cast to the dtype as ATen casts
+ * a Python scalar), so float64 agrees with torch.optim to rounding and float32 to a few ulps.
+ * The sum of squares adds fixed blocks in a fixed order, so its result depends only on the data,
+ * never on the thread count. Operands are contiguous (the front end in layers/optim.c checks).
+ * Tests: tests/test_optim.c, tests/test_adam.c (against torch.optim).
+ */
+#include <math.h>
+
+#include "cpu_impl.h"
+#include "cpu_kernels.h"
+
+static inline float sqrt_f32(float x) { return sqrtf(x); }
+static inline double sqrt_f64(double x) { return sqrt(x); }
+
+/* torch.optim.SGD's _single_tensor_sgd for one element stream; see ddn_kernels.sgd_update. */
+#define DEFINE_SGD(T, SUF)                                                                     \
+    static void sgd_##SUF(T *restrict p, T *restrict buf, const T *restrict g, int64_t n,      \
+                          double lr, double momentum, double dampening, double weight_decay,   \
+                          bool nesterov, bool first)                                           \
+    {                                                                                          \
+        const T wd = (T)weight_decay, mom = (T)momentum, damp1 = (T)(1 - dampening);          \
+        const T neg_lr = (T)(-lr);                                                             \
+        const bool use_wd = weight_decay != 0, use_mom = momentum != 0;                        \
+        DDN_OMP_FOR(n)                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T d = g[i];                                                                        \
+            if (use_wd) d = d + wd * p[i];           /* d_p.add(param, alpha=wd) */            \
+            if (use_mom) {                                                                     \
+                T b;                                                                           \
+                if (first) b = d;                    /* buf = clone(d_p) */                    \
+                else {                                                                         \
+                    b = buf[i] * mom;                /* buf.mul_(momentum) */                  \
+                    b = b + damp1 * d;               /* .add_(d_p, alpha=1-dampening) */       \
+                }                                                                              \
+                buf[i] = b;                                                                    \
+                d = nesterov ? d + mom * b : b;                                                \
+            }                                                                                  \
+            p[i] = p[i] + neg_lr * d;                /* param.add_(d_p, alpha=-lr) */          \
+        }                                                                                      \
+    }
+
+DEFINE_SGD(float, f32)
+DEFINE_SGD(double, f64)
+
+/* torch.optim.Adam / AdamW (_single_tensor_adam, _single_tensor_adamw, PyTorch 1.13). */
+#define DEFINE_ADAM(T, SUF)                                                                    \
+    static void adam_##SUF(T *restrict p, T *restrict m, T *restrict v, T *restrict vmax,      \
+                           const T *restrict g, int64_t n, double lr, double beta1,            \
+                           double beta2, double eps, double weight_decay, bool decoupled,      \
+                           int64_t step)                                                       \
+    {                                                                                          \
+        const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);  \
+        const T neg_step = (T)(-(lr / bc1)), bc2_sqrt = (T)sqrt(bc2), e = (T)eps;              \
+        const T b1 = (T)beta1, b2 = (T)beta2, omb1 = (T)(1 - beta1), omb2 = (T)(1 - beta2);    \
+        const T wd = (T)weight_decay, decay = (T)(1 - lr * weight_decay);                      \
+        const bool coupled_wd = !decoupled && weight_decay != 0;                               \
+        DDN_OMP_FOR(n)                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T pi = p[i], gi = g[i];                                                            \
+            if (decoupled) pi = pi * decay;          /* param.mul_(1 - lr * wd) */             \
+            else if (coupled_wd) gi = gi + wd * pi;  /* grad.add(param, alpha=wd) */           \
+            T mi = m[i] * b1;                        /* exp_avg.mul_(beta1) */                 \
+            mi = mi + omb1 * gi;                     /* .add_(grad, alpha=1-beta1) */          \
+            T vi = v[i] * b2;                        /* exp_avg_sq.mul_(beta2) */              \
+            vi = vi + omb2 * gi * gi;                /* .addcmul_(grad, grad, 1-beta2) */      \
+            m[i] = mi;                                                                         \
+            v[i] = vi;                                                                         \
+            T s = vi;                                                                          \
+            if (vmax) {                              /* torch.maximum(max, v, out=max) */      \
+                T mx = vmax[i];                                                                \
+                s = (mx > vi || isnan(mx)) ? mx : vi;                                          \
+                vmax[i] = s;                                                                   \
+            }                                                                                  \
+            T denom = sqrt_##SUF(s) / bc2_sqrt + e;  /* (sqrt / bc2_sqrt).add_(eps) */         \
+            p[i] = pi + neg_step * mi / denom;       /* addcdiv_(m, denom, -step_size) */      \
+        }                                                                                      \
+    }
+
+DEFINE_ADAM(float, f32)
+DEFINE_ADAM(double, f64)
+
+#define F32(t) ((float *)ddn_tensor_ptr(t))
+#define F64(t) ((double *)ddn_tensor_ptr(t))
+
+/* Front ends check operands; a wrong call must still fail with a message rather than read out
+ * of bounds: every operand present, contiguous, of p's element count and float dtype. */
+static ddn_status check_operands(const char *kernel, const ddn_tensor *p, int n,
+                                 const ddn_tensor *const *ops)
+{
+    if (!ddn_dtype_is_float(p->dtype) || !ddn_tensor_is_contiguous(p))
+        return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: the parameter must be a contiguous "
+                                 "float tensor", kernel);
+    for (int i = 0; i < n; i++)
+        if (ops[i] && (ops[i]->dtype != p->dtype || !ddn_tensor_is_contiguous(ops[i]) ||
+                       ddn_tensor_numel(ops[i]) != ddn_tensor_numel(p)))
+            return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: operand %d is not a contiguous "
+                                     "%s tensor of %lld elements", kernel, i + 1,
+                                     ddn_dtype_name(p->dtype), (long long)ddn_tensor_numel(p));
+    return DDN_OK;
+}
+
+ddn_status ddn_cpu_sgd_update(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor *g, double lr,
+                              double momentum, double dampening, double weight_decay,
+                              bool nesterov, bool first)
+{
+    if (!g || (momentum != 0 && !buf))
+        return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "sgd_update: %s is NULL",
+                                 g ? "the momentum buffer" : "the gradient");
+    ddn_status st = check_operands("sgd_update", p, 2, (const ddn_tensor *[]){buf, g});
+    if (st != DDN_OK) return st;
+    int64_t n = ddn_tensor_numel(p);
+    if (p->dtype == DDN_DTYPE_F32)
+        sgd_f32(F32(p), buf ? F32(buf) : NULL, F32(g), n, lr, momentum, dampening, weight_decay,
+                nesterov, first);
+    else
+        sgd_f64(F64(p), buf ? F64(buf) : NULL, F64(g), n, lr, momentum, dampening, weight_decay,
+                nesterov, first);
+    return DDN_OK;
+}
+
+ddn_status ddn_cpu_adam_update(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn_tensor *vmax,
+                               const ddn_tensor *g, double lr, double beta1, double beta2,
+                               double eps, double weight_decay, bool decoupled, int64_t step)
+{
+    if (!m || !v || !g || step < 1)
+        return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "adam_update: %s",
+                                 step < 1 ? "step must be >= 1"
+                                          : "a moment or the gradient is NULL");
+    ddn_status st = check_operands("adam_update", p, 4, (const ddn_tensor *[]){m, v, vmax, g});
+    if (st != DDN_OK) return st;
+    int64_t n = ddn_tensor_numel(p);
+    if (p->dtype == DDN_DTYPE_F32)
+        adam_f32(F32(p), F32(m), F32(v), vmax ? F32(vmax) : NULL, F32(g), n, lr, beta1, beta2, eps,
+               weight_decay, decoupled, step);
+    else
+        adam_f64(F64(p), F64(m), F64(v), vmax ? F64(vmax) : NULL, F64(g), n, lr, beta1, beta2, eps,
+               weight_decay, decoupled, step);
+    return DDN_OK;
+}
+
+#define SUMSQ_BLOCKS 256
+
+ddn_status ddn_cpu_sum_squares(const ddn_tensor *x, double *out)
+{
+    if (!ddn_dtype_is_float(x->dtype) || !ddn_tensor_is_contiguous(x))
+        return ddn_ctx_set_error(x->ctx, DDN_ERR_ARG, "sum_squares: expected a contiguous float "
+                                 "tensor, got %s%s", ddn_dtype_name(x->dtype),
+                                 ddn_tensor_is_contiguous(x) ? "" : " (strided)");
+    int64_t n = ddn_tensor_numel(x);
+    int64_t per = (n + SUMSQ_BLOCKS - 1) / SUMSQ_BLOCKS;
+    double part[SUMSQ_BLOCKS] = {0};
+    const void *base = ddn_tensor_ptr(x);
+    bool f32 = x->dtype == DDN_DTYPE_F32;
+    DDN_OMP_FOR(n)
+    for (int b = 0; b < SUMSQ_BLOCKS; b++) {
+        int64_t lo = b * per, hi = lo + per < n ? lo + per : n;
+        double s = 0;
+        if (f32)
+            for (int64_t i = lo; i < hi; i++) s += (double)((const float *)base)[i] *
+                                                   ((const float *)base)[i];
+        else
+            for (int64_t i = lo; i < hi; i++) s += ((const double *)base)[i] *
+                                                   ((const double *)base)[i];
+        part[b] = s;
+    }
+    double s = 0;
+    for (int b = 0; b < SUMSQ_BLOCKS; b++) s += part[b];
+    *out = s;
+    return DDN_OK;
+}
