@@ -115,6 +115,25 @@ typedef struct ddn_kernels {
                                    const ddn_tensor *dy, uint32_t dims_mask);
 
     /* ---- convolution (core/cpu/conv.c) ---- */
+    /* 2-D convolution as torch.nn.functional.conv2d: x (N, C, H, W), w (OC, C/groups, KH, KW),
+     * bias (OC) or NULL, out and dy (N, OC, OH, OW); every tensor contiguous and of one float
+     * dtype, shapes already checked by the front end. stride, padding and dilation are (h, w).
+     * Scratch (column buffers) comes from out's step arena and is rewound before returning. */
+    ddn_status (*conv2d)(ddn_tensor *out, const ddn_tensor *x, const ddn_tensor *w,
+                         const ddn_tensor *bias, const int stride[2], const int padding[2],
+                         const int dilation[2], int groups);
+    /* dx (N, C, H, W) += the input gradient of conv2d from dy and w. */
+    ddn_status (*conv2d_backward_data_acc)(ddn_tensor *dx, const ddn_tensor *dy,
+                                           const ddn_tensor *w, const int stride[2],
+                                           const int padding[2], const int dilation[2],
+                                           int groups);
+    /* dw (w's shape) += the weight gradient from dy and x; dbias (OC) += dy summed over N, OH,
+     * OW. Either may be NULL; w only gives the kernel's shape. */
+    ddn_status (*conv2d_backward_filter_acc)(ddn_tensor *dw, ddn_tensor *dbias,
+                                             const ddn_tensor *dy, const ddn_tensor *x,
+                                             const ddn_tensor *w, const int stride[2],
+                                             const int padding[2], const int dilation[2],
+                                             int groups);
 
     /* ---- normalisation, pooling, dropout (core/cpu/norm_pool.c) ---- */
     /* x, y, dx, dy are contiguous (N, C, H, W) of one float dtype; per-channel vectors (C) share

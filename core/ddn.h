@@ -11,7 +11,7 @@
  *
  * Module headers: context.h (errors, arena, stats), tensor.h, autograd.h (tape, backward,
  * gradcheck), ops.h (differentiable ops), declarative.h (argmin layers), safetensors.h,
- * optim.h, idx.h (datasets).
+ * optim.h, idx.h (IDX files), dataset.h (datasets, transforms, the loader).
  */
 #ifndef DDN_H
 #define DDN_H
@@ -22,6 +22,7 @@
 
 #include "autograd.h"
 #include "context.h"
+#include "dataset.h"
 #include "declarative.h"
 #include "idx.h"
 #include "ied.h"

@@ -27,7 +27,7 @@ ddn_build "$root/build/asan" -DDDN_WARNINGS_AS_ERRORS=ON -DDDN_SANITIZE=ON \
 
 echo "== 3. core tests under valgrind"
 for t in test_tensor test_autograd test_safetensors test_elementwise test_reduce test_matmul \
-         test_loss test_idx test_optim test_declarative; do
+         test_loss test_idx test_dataset test_loader test_optim test_declarative; do
   exe="$root/build/release/tests/$t"
   [ -x "$exe" ] || continue
   log="$root/build/valgrind-$t.log"

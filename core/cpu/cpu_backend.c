@@ -38,6 +38,9 @@ static const ddn_kernels cpu_kernels = {
     .nll_backward_acc = ddn_cpu_nll_backward_acc,
     .max_backward_acc = ddn_cpu_max_backward_acc,
     /* convolution */
+    .conv2d = ddn_cpu_conv2d,
+    .conv2d_backward_data_acc = ddn_cpu_conv2d_backward_data_acc,
+    .conv2d_backward_filter_acc = ddn_cpu_conv2d_backward_filter_acc,
 
     /* normalisation, pooling, dropout */
     .batch_norm_train = ddn_cpu_batch_norm_train,

@@ -40,6 +40,21 @@ ddn_status ddn_cpu_max_backward_acc(ddn_tensor *dx, const ddn_tensor *x, const d
                                     const ddn_tensor *dy, uint32_t mask);
 
 /* convolution (conv.c) */
+ddn_status ddn_cpu_conv2d(ddn_tensor *out, const ddn_tensor *x, const ddn_tensor *w,
+                          const ddn_tensor *bias, const int stride[2], const int padding[2],
+                          const int dilation[2], int groups);
+ddn_status ddn_cpu_conv2d_backward_data_acc(ddn_tensor *dx, const ddn_tensor *dy,
+                                            const ddn_tensor *w, const int stride[2],
+                                            const int padding[2], const int dilation[2],
+                                            int groups);
+ddn_status ddn_cpu_conv2d_backward_filter_acc(ddn_tensor *dw, ddn_tensor *dbias,
+                                              const ddn_tensor *dy, const ddn_tensor *x,
+                                              const ddn_tensor *w, const int stride[2],
+                                              const int padding[2], const int dilation[2],
+                                              int groups);
+/* The column-buffer budget of one conv call in bytes, shared by its threads (default 16 MB);
+ * 0 leaves it unchanged. Returns the previous value. Tests lower it to force many blocks. */
+size_t ddn_cpu_conv_col_budget(size_t bytes);
 
 /* normalisation, pooling, dropout (norm_pool.c) */
 ddn_status ddn_cpu_batch_norm_train(ddn_tensor *y, ddn_tensor *save_mean, ddn_tensor *save_invstd,
