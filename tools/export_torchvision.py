@@ -1,19 +1,11 @@
 """Export a torchvision ResNet-18/34/50 state_dict to safetensors, the way to bring pretrained
-weights into ddn (ddn_resnet_new + ddn_params_load). Every state_dict entry is written under its
-torchvision name ("conv1.weight", "layer3.5.bn2.running_var", "fc.bias", and the int64 BN counters
-"*.num_batches_tracked"), in state_dict order, float32 tensors as F32 and the counters as I64.
+weights into ddn (ddn_resnet_new + ddn_params_load): every state_dict entry under its torchvision
+name, in state_dict order, floats as F32 and the BN counters (num_batches_tracked) as I64.
 
 Run with Debian's torch (/usr/bin/python3, not a pyenv python); nothing is downloaded:
     /usr/bin/python3 tools/export_torchvision.py --arch resnet50 --state-dict resnet50.pt \
         --output resnet50.safetensors
     /usr/bin/python3 tools/export_torchvision.py --arch resnet18 --random-seed 0 --output r18.st
---state-dict takes a file saved with torch.save(model.state_dict(), path) (a checkpoint dict
-holding it under "state_dict" or "model", and DataParallel's "module." prefix, are accepted);
-the weights are first loaded strictly into torchvision's model, so a file that does not fit the
-arch is refused here rather than in C. --random-seed N builds the model with weights=None after
-torch.manual_seed(N). --check-output FILE also writes, for a seeded (1, 3, S, S) input `images`,
-the eval-mode backbone `features` (1, C, h, w) and `pooled` (1, C) computed in float64 (tests use
-it to compare ddn with torch at full width; see tests/test_resnet.c).
 """
 import argparse
 import os
@@ -27,6 +19,14 @@ from st import save  # noqa: E402
 
 ARCHS = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
          "resnet50": torchvision.models.resnet50}
+
+# --state-dict takes a file saved with torch.save(model.state_dict(), path) (a checkpoint dict
+# holding it under "state_dict" or "model", and DataParallel's "module." prefix, are accepted);
+# the weights are first loaded strictly into torchvision's model, so a file that does not fit the
+# arch is refused here, naming the keys, rather than in C. --random-seed N builds the model with
+# weights=None after torch.manual_seed(N). --check-output FILE also writes, for a seeded
+# (1, 3, S, S) input `images`, the eval-mode backbone `features` (1, C, h, w) and `pooled` (1, C)
+# computed in float64 (tests/test_resnet.c compares ddn with them at full width).
 
 
 def write_state_dict(state_dict, path, metadata=None, float_dtype=torch.float32):
@@ -71,7 +71,8 @@ def main():
     if args.random_seed is not None:
         torch.manual_seed(args.random_seed)
         model = ARCHS[args.arch](weights=None)
-        source = f"torchvision.models.{args.arch}(weights=None), torch.manual_seed({args.random_seed})"
+        source = (f"torchvision.models.{args.arch}(weights=None), "
+                  f"torch.manual_seed({args.random_seed})")
     else:
         model = ARCHS[args.arch](weights=None)
         sd = read_state_dict(args.state_dict)
