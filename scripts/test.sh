@@ -5,7 +5,8 @@
 #   3. the core tests under valgrind (no leaks, no invalid accesses);
 #   4. `cmake --install`, then an out-of-tree project that finds the installed library with
 #      find_package(ddn) and one built with pkg-config;
-#   5. the examples end to end: the Fashion-MNIST MLP must reach its accuracy target.
+#   5. a build without OpenMP;
+#   6. the examples end to end: the Fashion-MNIST MLP must reach its accuracy target.
 # Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -52,7 +53,11 @@ cc -std=c11 -Wall -Wextra -Werror -o "$root/build/external/external_pkgconfig" \
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs ddn) \
   -Wl,-rpath,"$prefix/lib"
 "$root/build/external/external_pkgconfig"
-echo "== 5. examples end to end"
+echo "== 5. the library also builds without OpenMP (warnings are errors)"
+ddn_build "$root/build/noomp" -DDDN_OPENMP=OFF -DDDN_WARNINGS_AS_ERRORS=ON -DDDN_BUILD_TESTS=OFF \
+  -DDDN_BUILD_EXAMPLES=OFF >/dev/null
+
+echo "== 6. examples end to end"
 "$root/build/release/declarative_projection"
 "$root/build/release/mlp_fashion_mnist"
 echo "all test stages passed"

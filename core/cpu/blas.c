@@ -136,7 +136,7 @@ ddn_status ddn_cpu_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor
 
     ddn_tensor ac = *a, bc = *b;
     void *scratch_a = NULL, *scratch_b = NULL;
-    mat_layout la, lb;
+    mat_layout la = {CblasNoTrans, 1}, lb = {CblasNoTrans, 1}; /* set by layout_of below */
     ddn_status st = DDN_OK;
     if (!layout_of(M, K, a->stride[nd - 2], a->stride[nd - 1], &la)) {
         st = compact_copy(a, &ac, &scratch_a);
