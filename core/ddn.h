@@ -31,6 +31,7 @@
 #include "ops.h"
 #include "optim.h"
 #include "params.h"
+#include "pmaf.h"
 #include "resnet.h"
 #include "rng.h"
 #include "safetensors.h"
