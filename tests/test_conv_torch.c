@@ -69,17 +69,6 @@ static ddn_tensor *det_uniform(ddn_ctx *ctx, ddn_dtype dt, int ndim, const int64
     return t;
 }
 
-static ddn_tensor *load(ddn_ctx *ctx, const ddn_st_file *f, const char *c, const char *what,
-                        int64_t *used)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s.%s", c, what);
-    ddn_tensor *t = ddn_safetensors_get(ctx, f, name);
-    if (!t) fail_msg("%s: %s", name, ddn_ctx_errmsg(ctx));
-    (*used)++;
-    return t;
-}
-
 static void test_against_torch(void **state)
 {
     (void)state;
@@ -105,15 +94,16 @@ static void test_against_torch(void **state)
         ddn_tensor *y = ddn_conv2d(ctx, x, w, b, c->p);
         if (!y) fail_msg("%s: %s", c->name, ddn_ctx_errmsg(ctx));
         print_message("%s: output\n", c->name);
-        ddn_tensor *want = load(ctx, f, c->name, "y", &used);
+        ddn_tensor *want = test_fixture(ctx, f, &used, "%s.y", c->name);
         assert_int_equal(want->dtype, c->dt);
         assert_tensor_close(y, want, atol, rtol);
         ddn_tensor *dy = det_uniform(ctx, c->dt, y->ndim, y->shape, seed + 3, -1, 1);
         assert_ok(ctx, ddn_backward_with_grad(ctx, y, dy));
         print_message("%s: gradients\n", c->name);
-        assert_tensor_close(x->grad, load(ctx, f, c->name, "dx", &used), atol, rtol);
-        assert_tensor_close(w->grad, load(ctx, f, c->name, "dw", &used), atol, rtol);
-        if (b) assert_tensor_close(b->grad, load(ctx, f, c->name, "db", &used), atol, rtol);
+        assert_tensor_close(x->grad, test_fixture(ctx, f, &used, "%s.dx", c->name), atol, rtol);
+        assert_tensor_close(w->grad, test_fixture(ctx, f, &used, "%s.dw", c->name), atol, rtol);
+        if (b)
+            assert_tensor_close(b->grad, test_fixture(ctx, f, &used, "%s.db", c->name), atol, rtol);
         ddn_ctx_reset_step(ctx);
     }
     /* every tensor in the file was compared: the script has no case this table lacks */

@@ -54,17 +54,6 @@ static const torch_case cases[] = {
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
-static ddn_tensor *load(ddn_ctx *ctx, const ddn_st_file *f, const char *c, const char *dt,
-                        const char *what, int64_t *used)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s.%s.%s", c, dt, what);
-    ddn_tensor *t = ddn_safetensors_get(ctx, f, name);
-    if (!t) fail_msg("%s: %s", name, ddn_ctx_errmsg(ctx));
-    (*used)++;
-    return t;
-}
-
 static void test_against_torch(void **state)
 {
     (void)state;
@@ -82,12 +71,12 @@ static void test_against_torch(void **state)
             int n_in = c->op == BN && c->affine ? 3 : 1;
             ddn_tensor *in[3], *rm = NULL, *rv = NULL;
             for (int k = 0; k < n_in; k++) {
-                in[k] = load(ctx, f, c->name, dt, names[k], &used);
+                in[k] = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, names[k]);
                 assert_ok(ctx, ddn_tensor_set_requires_grad(in[k], true));
             }
             if (c->op == BN && c->running) {
-                rm = load(ctx, f, c->name, dt, "running_mean", &used);
-                rv = load(ctx, f, c->name, dt, "running_var", &used);
+                rm = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "running_mean");
+                rv = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "running_var");
             }
             ddn_tensor *y = NULL;
             switch (c->op) {
@@ -103,21 +92,25 @@ static void test_against_torch(void **state)
             if (!y) fail_msg("%s.%s: %s", c->name, dt, ddn_ctx_errmsg(ctx));
             print_message("%s.%s: output\n", c->name, dt);
             assert_int_equal(y->dtype, in[0]->dtype);
-            assert_tensor_close(y, load(ctx, f, c->name, dt, "y", &used), atol, rtol);
+            assert_tensor_close(y, test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "y"), atol,
+                                rtol);
             if (c->op == BN && c->training && c->running) {
                 print_message("%s.%s: running statistics\n", c->name, dt);
-                assert_tensor_close(rm, load(ctx, f, c->name, dt, "running_mean_out", &used),
-                                    atol, rtol);
-                assert_tensor_close(rv, load(ctx, f, c->name, dt, "running_var_out", &used),
-                                    atol, rtol);
+                assert_tensor_close(
+                    rm, test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "running_mean_out"),
+                    atol, rtol);
+                assert_tensor_close(
+                    rv, test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "running_var_out"),
+                    atol, rtol);
             }
-            ddn_tensor *dy = load(ctx, f, c->name, dt, "dy", &used);
+            ddn_tensor *dy = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "dy");
             assert_ok(ctx, ddn_backward_with_grad(ctx, y, dy));
             for (int k = 0; k < n_in; k++) {
                 char g[16];
                 snprintf(g, sizeof g, "d%s", names[k]);
                 print_message("%s.%s: gradient %s\n", c->name, dt, g);
-                assert_tensor_close(in[k]->grad, load(ctx, f, c->name, dt, g, &used), atol,
+                assert_tensor_close(in[k]->grad,
+                                    test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, g), atol,
                                     rtol);
             }
             ddn_ctx_reset_step(ctx);

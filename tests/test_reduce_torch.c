@@ -73,17 +73,6 @@ static ddn_tensor *run(ddn_ctx *ctx, const torch_case *c, ddn_tensor *const *in)
     }
 }
 
-static ddn_tensor *load(ddn_ctx *ctx, const ddn_st_file *f, const char *c, const char *dt,
-                        const char *what, int64_t *used)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s.%s.%s", c, dt, what);
-    ddn_tensor *t = ddn_safetensors_get(ctx, f, name);
-    if (!t) fail_msg("%s: %s", name, ddn_ctx_errmsg(ctx));
-    (*used)++;
-    return t;
-}
-
 static void test_against_torch(void **state)
 {
     (void)state;
@@ -99,13 +88,13 @@ static void test_against_torch(void **state)
             double rtol = d ? 1e-10 : 1e-5, atol = d ? 1e-12 : 1e-6;
             ddn_tensor *in[3];
             for (int k = 0; k < c->n_in; k++) {
-                in[k] = load(ctx, f, c->name, dt, c->in[k], &used);
+                in[k] = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, c->in[k]);
                 if (c->op != ARGMAX && ddn_dtype_is_float(in[k]->dtype))
                     assert_ok(ctx, ddn_tensor_set_requires_grad(in[k], true));
             }
             ddn_tensor *y = run(ctx, c, in);
             if (!y) fail_msg("%s.%s: %s", c->name, dt, ddn_ctx_errmsg(ctx));
-            ddn_tensor *want = load(ctx, f, c->name, dt, "y", &used);
+            ddn_tensor *want = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "y");
             print_message("%s.%s: output\n", c->name, dt);
             assert_int_equal(y->dtype, want->dtype);
             assert_tensor_close(y, want, atol, rtol);
@@ -114,14 +103,15 @@ static void test_against_torch(void **state)
                 ddn_ctx_reset_step(ctx);
                 continue;
             }
-            ddn_tensor *dy = load(ctx, f, c->name, dt, "dy", &used);
+            ddn_tensor *dy = test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, "dy");
             assert_ok(ctx, ddn_backward_with_grad(ctx, y, dy));
             for (int k = 0; k < c->n_in; k++) {
                 if (!ddn_dtype_is_float(in[k]->dtype)) continue;
                 char g[16];
                 snprintf(g, sizeof g, "d%s", c->in[k]);
                 print_message("%s.%s: gradient %s\n", c->name, dt, g);
-                assert_tensor_close(in[k]->grad, load(ctx, f, c->name, dt, g, &used), atol,
+                assert_tensor_close(in[k]->grad,
+                                    test_fixture(ctx, f, &used, "%s.%s.%s", c->name, dt, g), atol,
                                     rtol);
             }
             ddn_ctx_reset_step(ctx);

@@ -81,7 +81,8 @@ void test_assert_tensor_close(const ddn_tensor *actual, const ddn_tensor *expect
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs(av[i] - ev[i]);
-        bool same_nonfinite = !isfinite(ev[i]) && (av[i] == ev[i] || (isnan(av[i]) && isnan(ev[i])));
+        bool same_nonfinite =
+            !isfinite(ev[i]) && (av[i] == ev[i] || (isnan(av[i]) && isnan(ev[i])));
         if (same_nonfinite) continue;
         /* A non-finite expectation must be met exactly: with ev = inf, rtol * |ev| would
          * otherwise accept any value. */
@@ -106,6 +107,19 @@ ddn_tensor *test_leaf(ddn_ctx *ctx, int ndim, const int64_t *shape, double lo, d
     ddn_tensor *t = ddn_rand_uniform(ctx, NULL, DDN_DTYPE_F64, ndim, shape, lo, hi);
     if (!t || ddn_tensor_set_requires_grad(t, true) != DDN_OK)
         fail_msg("test_leaf: %s", ddn_ctx_errmsg(ctx));
+    return t;
+}
+
+ddn_tensor *test_fixture(ddn_ctx *ctx, const ddn_st_file *f, int64_t *used, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    ddn_tensor *t = ddn_safetensors_get(ctx, f, name);
+    if (!t) fail_msg("fixture tensor %s: %s", name, ddn_ctx_errmsg(ctx));
+    if (used) (*used)++;
     return t;
 }
 

@@ -40,6 +40,11 @@ void test_assert_tensor_close(const ddn_tensor *actual, const ddn_tensor *expect
 /* A float64 step tensor of uniform values in [lo, hi) that requires grad (a gradcheck input). */
 ddn_tensor *test_leaf(ddn_ctx *ctx, int ndim, const int64_t *shape, double lo, double hi);
 
+/* The tensor named by the printf-style name in a fixture file; fails the test when it is missing.
+ * Counts loads in *used (may be NULL), so a test can check that it compared every tensor. */
+ddn_tensor *test_fixture(ddn_ctx *ctx, const ddn_st_file *f, int64_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* tests/data/<name> */
 const char *test_data_path(const char *name);
 
