@@ -1,6 +1,7 @@
 /* ddn — the command-line program: one binary, one subcommand per task (DESIGN.md).
  *
  *     ddn solve --layer less|ied ... --input X.safetensors --output Y.safetensors
+ *     ddn train --arch resnet18 --head ied ... --out DIR;  ddn eval --checkpoint C
  *     ddn bench --table less-effect|less-backward|ied|ied-vs-torch ...
  *
  * Exit status 0 on success; otherwise one line on stderr and 1 (failure) or 2 (bad command line).
@@ -14,6 +15,8 @@
 
 int cmd_solve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 static const char usage[] =
     "usage: ddn <command> [options]\n"
@@ -22,6 +25,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  solve   solve a batch of LESS or IED problems from a safetensors file, with gradients\n"
+    "  train   train a ResNet + PMaF head on Fashion-MNIST, with checkpoints and exact resume\n"
+    "  eval    accuracy, per-class accuracy and confusion matrix of a trained model\n"
     "  bench   reproduce the paper's tables and the PyTorch comparison (markdown to stdout)\n"
     "\n"
     "options:\n"
@@ -34,7 +39,8 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_error("", CLI_EXIT_USAGE, "missing command (solve, bench); see ddn --help");
+        return cli_error("", CLI_EXIT_USAGE,
+                         "missing command (solve, train, eval, bench); see ddn --help");
     const char *cmd = argv[1];
     if (cli_is_help(cmd)) {
         fputs(usage, stdout);
@@ -47,7 +53,10 @@ int main(int argc, char **argv)
     /* Subcommands see argv[0] = the command name, so their messages read "ddn solve: ...". */
     if (!strcmp(cmd, "solve")) return cmd_solve(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_error("", CLI_EXIT_USAGE, "unknown option '%s' (see ddn --help)", cmd);
-    return cli_error("", CLI_EXIT_USAGE, "unknown command '%s' (commands: solve, bench)", cmd);
+    return cli_error("", CLI_EXIT_USAGE,
+                     "unknown command '%s' (commands: solve, train, eval, bench)", cmd);
 }
