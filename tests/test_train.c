@@ -243,6 +243,30 @@ static void test_errors(void **state)
                    "cannot resume");
 }
 
+/* A diverging run: exit 1 naming the step, the checkpoint of the last good step kept. */
+static void test_nan_loss(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], ck[400];
+    snprintf(out, sizeof out, "%s", tmp("diverged"));
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+    run_result *r = RUN("train", "--arch", "resnet18", "--width", "0.0625", "--head", "linear",
+                        "--train-subset", "100", "--test-subset", "32", "--batch", "16",
+                        "--threads", "2", "--lr", "1e30", "--momentum", "0", "--steps", "20",
+                        "--checkpoint-every", "1", "--out", out);
+    expect_failure(r, 1, "step 2: the loss is NaN");
+    assert_non_null(strstr(r->err, "last good checkpoint"));
+    ddn_ctx *ctx = test_ctx();
+    ddn_st_file *f = NULL;
+    assert_ok(ctx, ddn_safetensors_open(ctx, ck, &f));
+    ddn_tensor *step = ddn_safetensors_get(ctx, f, "trainer.step");
+    assert_non_null(step);
+    assert_true(ddn_tensor_item(step) == 1);
+    ddn_safetensors_close(f);
+    ddn_ctx_free(ctx);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -266,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_eval),
         cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_nan_loss),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -342,6 +342,16 @@ static void progress(const run *r, int64_t total, double loss, double acc, doubl
     }
 }
 
+/* A failure inside step r->ts.step + 1: the library's message, where we stopped, and what is on
+ * disk (failed steps never reach the optimizer, so the last checkpoint is a good one). */
+static int step_error(const run *r, const char *what)
+{
+    const char *msg = what ? what : ddn_ctx_errmsg(r->ctx);
+    return cli_error(CMD, CLI_EXIT_FAIL, "step %" PRId64 ": %s; %s%s", r->ts.step + 1,
+                     *msg ? msg : "failed", r->have_ckpt ? "last good checkpoint: "
+                     : "no checkpoint was written", r->have_ckpt ? r->ckpt : "");
+}
+
 static int train_loop(run *r)
 {
     train_cfg *c = r->c;
@@ -367,7 +377,7 @@ static int train_loop(run *r)
         if (c->time_budget > 0 && cli_now() - t0 >= c->time_budget) break;
         ddn_tensor *x = NULL, *y = NULL;
         if (ddn_loader_next(r->ld, &x, &y) != DDN_OK) {
-            rc = cli_ctx_error(CMD, ctx);
+            rc = step_error(r, NULL);
             break;
         }
         if (!x) { /* end of an epoch: test accuracy */
@@ -393,15 +403,14 @@ static int train_loop(run *r)
         ddn_tensor *logits = model_forward(&r->m, x, train_mode, NULL);
         ddn_tensor *loss = logits ? ddn_cross_entropy(ctx, logits, y, DDN_REDUCTION_MEAN) : NULL;
         if (!loss) {
-            rc = cli_ctx_error(CMD, ctx);
+            rc = step_error(r, NULL);
             break;
         }
         double lv = ddn_tensor_item(loss);
         if (!isfinite(lv)) {
-            rc = cli_error(CMD, CLI_EXIT_FAIL, "loss is %g at step %" PRId64 "; stopped before "
-                           "applying it; %s%s (run with DDN_CHECK_NUMERICS=1 to name the op)",
-                           lv, r->ts.step + 1, r->have_ckpt ? "last good checkpoint: " :
-                           "no checkpoint was written", r->have_ckpt ? r->ckpt : "");
+            rc = step_error(r, isnan(lv) ? "the loss is NaN (DDN_CHECK_NUMERICS=1 names the op)"
+                                         : "the loss is infinite (DDN_CHECK_NUMERICS=1 names the "
+                                           "op)");
             break;
         }
         ddn_tensor *p = ddn_argmax(ctx, logits, 1, false);
@@ -409,7 +418,7 @@ static int train_loop(run *r)
         if (!p || ddn_backward(ctx, loss) != DDN_OK || ddn_optim_step(r->opt) != DDN_OK ||
             ddn_tensor_to_host(p, DDN_DTYPE_I64, pred) != DDN_OK ||
             ddn_tensor_to_host(y, DDN_DTYPE_I64, truth) != DDN_OK) {
-            rc = cli_ctx_error(CMD, ctx);
+            rc = step_error(r, NULL);
             break;
         }
         ddn_optim_zero_grad(r->opt);
