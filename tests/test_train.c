@@ -4,8 +4,8 @@
  * straight and 10 steps + --resume + 10 steps must give byte-identical model files (and the same
  * metrics.csv); a resume with another architecture is one clear line and leaves the checkpoint
  * as it was; SIGINT after the first log line gives exit 130 and a loadable checkpoint; eval
- * prints the accuracy and confusion matrix and exports features. Tests needing the dataset skip
- * with a message when Debian's dataset-fashion-mnist is not installed.
+ * prints the accuracy and confusion matrix and exports features; plot.png is a PNG. Tests
+ * needing the dataset skip with a message when Debian's dataset-fashion-mnist is absent.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
@@ -176,6 +176,10 @@ static void test_eval(void **state)
     snprintf(ck, sizeof ck, "%s/model.safetensors", out);
     snprintf(feat, sizeof feat, "%s/features.safetensors", out);
     expect_success(RUN("train", TINY, "--steps", "4", "--out", out));
+    char png[400], sig[8] = "";
+    snprintf(png, sizeof png, "%s/plot.png", out);
+    slurp(png, sig, sizeof sig);
+    assert_memory_equal(sig, "\x89PNG\r\n\x1a", 7);
     run_result *r = RUN("eval", "--checkpoint", ck, "--test-subset", "50", "--batch", "16",
                         "--export-features", feat);
     expect_success(r);

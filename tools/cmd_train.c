@@ -25,7 +25,7 @@ static const char help[] =
     "usage: ddn train [options] --out DIR\n"
     "\n"
     "Trains a ResNet backbone with a PMaF head on Fashion-MNIST (resized, grey -> 3 channels,\n"
-    "normalised). DIR gets metrics.csv, checkpoint.safetensors and model.safetensors.\n"
+    "normalised). DIR gets metrics.csv, plot.png, checkpoint.safetensors, model.safetensors.\n"
     "\n"
     "model:\n"
     "  --arch A            resnet18 | resnet34 | resnet50 (default)\n"
@@ -487,6 +487,14 @@ int cmd_train(int argc, char **argv)
     if (!rc && checkpoint_save(r.ctx, r.model_path, &r.m, NULL, NULL, 0, NULL) != DDN_OK)
         rc = cli_error(CMD, CLI_EXIT_FAIL, "cannot write %s: %s", r.model_path,
                        ddn_ctx_errmsg(r.ctx));
+    if (r.metrics) fflush(r.metrics);
+    if (r.metrics && (!rc || rc == 130)) { /* the plot also shows an interrupted run */
+        char csv[4200], png[4200], err[512];
+        snprintf(csv, sizeof csv, "%s/metrics.csv", c.out);
+        snprintf(png, sizeof png, "%s/plot.png", c.out);
+        if (train_plot(csv, png, err, sizeof err) != 0 && !rc)
+            rc = cli_error(CMD, CLI_EXIT_FAIL, "%s", err);
+    }
     if (!rc) printf("done at step %" PRId64 ": %s, %s\n", r.ts.step, r.ckpt, r.model_path);
     if (r.metrics) fclose(r.metrics);
     sigaction(SIGINT, &old, NULL);

@@ -77,4 +77,8 @@ ddn_status checkpoint_save(ddn_ctx *ctx, const char *path, model *m, ddn_optim *
 ddn_status checkpoint_load(ddn_ctx *ctx, const char *path, const ddn_st_file *f, model *m,
                            ddn_optim *opt, train_state *ts);
 
+/* ---- plot (tools/plot.c) -------------------------------------------------------------------- */
+/* Draws loss and test accuracy over steps from metrics.csv into a PNG; -1 with err filled. */
+int train_plot(const char *csv, const char *png, char *err, size_t err_n);
+
 #endif
