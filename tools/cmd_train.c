@@ -75,6 +75,7 @@ static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once (checkpoints are atomic anyway) */
 }
 
 static int parse_args(int argc, char **argv, train_cfg *c)
@@ -161,6 +162,9 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     if (!c->has_lr) c->lr = c->optimizer == 0 ? 0.05 : 1e-3;
     if (!c->has_wd && c->optimizer == 2) c->wd = 1e-2;
     if (!c->epochs && !c->steps && !(c->time_budget > 0)) c->epochs = 1;
+    if (c->schedule == 2 && !c->epochs && !c->steps)
+        return cli_error(CMD, CLI_EXIT_USAGE, "--schedule cosine needs --steps or --epochs (its "
+                         "length)");
     return -1;
 }
 
@@ -367,7 +371,7 @@ static int train_loop(run *r)
     if (c->schedule == 2)
         sched.decay = DDN_LR_COSINE, sched.t_max = total > c->warmup ? total - c->warmup : 1;
     if (ddn_lr_schedule_check(ctx, &sched) != DDN_OK) return cli_ctx_error(CMD, ctx);
-    double t0 = cli_now(), loss_sum = 0, win_t = t0;
+    double t0 = cli_now(), loss_sum = 0, win_t = t0, last_bar = 0;
     int64_t win_n = 0, win_correct = 0, win_images = 0, start = r->ts.step;
     int64_t *pred = malloc((size_t)c->batch * 8), *truth = malloc((size_t)c->batch * 8);
     int rc = pred && truth ? 0 : cli_error(CMD, CLI_EXIT_FAIL, "out of memory");
@@ -429,7 +433,9 @@ static int train_loop(run *r)
         fprintf(r->metrics, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,\n", r->ts.step,
                 ddn_loader_epoch(r->ld) + 1, lv, lr);
         bool last = (c->steps && r->ts.step >= c->steps) || interrupted;
-        if (r->ts.step % c->log_every == 0 || last || tty) {
+        bool bar_due = tty && cli_now() - last_bar >= 0.2;
+        if (r->ts.step % c->log_every == 0 || last || bar_due) {
+            if (tty) last_bar = cli_now();
             double now = cli_now(), ips = (double)win_images / (now - win_t + 1e-9);
             double rate = (double)(r->ts.step - start) / (now - t0 + 1e-9);
             double eta = total > 0 ? (double)(total - r->ts.step) / (rate + 1e-12) : 0;
