@@ -170,8 +170,16 @@ static int parse_args(int argc, char **argv, train_cfg *c)
 
 /* ---- metrics ---------------------------------------------------------------------------------- */
 /* On resume, rows past the checkpoint's step are dropped (a run may have gone on after its last
- * checkpoint), so the file reads as one uninterrupted run. */
-static FILE *metrics_open(const char *out, int64_t resume_step)
+ * checkpoint), so the file reads as one uninterrupted run; so is the test-accuracy row at that
+ * step when the checkpoint was taken before its epoch's end was seen (epoch_pending: the resumed
+ * run evaluates again and writes it). */
+static bool is_epoch_row(const char *line)
+{
+    const char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    return c2 && c2[1] == ',';
+}
+
+static FILE *metrics_open(const char *out, int64_t resume_step, bool epoch_pending)
 {
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/metrics.csv", out);
@@ -189,7 +197,8 @@ static FILE *metrics_open(const char *out, int64_t resume_step)
     fputs("step,epoch,loss,lr,test_accuracy\n", o);
     char line[512];
     while (in && fgets(line, sizeof line, in))
-        if (line[0] >= '0' && line[0] <= '9' && strtoll(line, NULL, 10) <= resume_step)
+        if (line[0] >= '0' && line[0] <= '9' && strtoll(line, NULL, 10) <= resume_step &&
+            !(epoch_pending && strtoll(line, NULL, 10) == resume_step && is_epoch_row(line)))
             fputs(line, o);
     if (in) fclose(in);
     if (fclose(o) != 0 || rename(tmp, path) != 0) return NULL;
@@ -320,7 +329,8 @@ static int setup(run *r)
     if (!r->ld) return cli_ctx_error(CMD, r->ctx);
     ddn_rng_seed(ddn_ctx_rng(r->ctx), (uint64_t)c->seed);
     if (c->resume && (rc = resume(r))) return rc;
-    r->metrics = metrics_open(c->out, c->resume ? r->ts.step : -1);
+    r->metrics = metrics_open(c->out, c->resume ? r->ts.step : -1,
+                              r->ts.loader.position >= r->ts.loader.n_items);
     if (!r->metrics)
         return cli_error(CMD, CLI_EXIT_FAIL, "cannot write %s/metrics.csv: %s", c->out,
                          strerror(errno));
