@@ -93,7 +93,8 @@ static run_result *finish(pid_t pid)
 
 static void expect_success(const run_result *r)
 {
-    if (r->code != 0 || r->err[0]) fail_msg("expected success; exit %d, stderr: %s", r->code, r->err);
+    if (r->code != 0 || r->err[0])
+        fail_msg("expected success; exit %d, stderr: %s", r->code, r->err);
 }
 
 static void expect_failure(const run_result *r, int code, const char *needle)
@@ -162,6 +163,8 @@ static void test_resume_is_exact(void **state)
     r = RUN("train", "--arch", "resnet34", "--width", "0.0625", "--m", "4", "--train-subset",
             "200", "--batch", "16", "--steps", "30", "--out", b, "--resume", ck);
     expect_failure(r, 1, "--arch differs");
+    expect_failure(RUN("train", TINY, "--steps", "30", "--out", b, "--resume", ck), 1,
+                   "--optimizer differs"); /* sgd, the default, over an adam checkpoint */
     unsigned char *after = read_all(ck, &n1);
     assert_true(n0 == n1 && memcmp(before, after, n0) == 0);
     free(before), free(after);

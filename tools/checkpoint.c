@@ -24,7 +24,7 @@ const char *const train_less_bw_names[3] = {"e", "j", "unroll"};
 #define FMNIST_MEAN 0.2860f /* of the training pixels / 255 */
 #define FMNIST_STD 0.3530f
 
-/* ---- the model -------------------------------------------------------------------------------- */
+/* ---- the model ------------------------------------------------------------------------------- */
 /* The backbone's output side for a square input: conv1 (stride 2), max pool and three stride-2
  * stages each map s to (s - 1) / 2 + 1. */
 static int64_t feature_side(int64_t s)
@@ -157,7 +157,7 @@ ddn_status model_load(ddn_ctx *ctx, model *m, const ddn_st_file *f, const char *
     return st != DDN_OK ? st : load_registry(ctx, ddn_pmaf_head_params(m->head), f, path);
 }
 
-/* ---- data ------------------------------------------------------------------------------------- */
+/* ---- data ------------------------------------------------------------------------------------ */
 int data_open(ddn_ctx *ctx, const char *cmd, const char *dir, bool train, int64_t subset,
               ddn_dataset **out)
 {
@@ -238,7 +238,7 @@ double model_evaluate(ddn_ctx *ctx, model *m, ddn_dataset *ds, int64_t batch, in
     return acc;
 }
 
-/* ---- checkpoints ------------------------------------------------------------------------------ */
+/* ---- checkpoints ----------------------------------------------------------------------------- */
 #define MAX_META 48
 
 static void add_registry(ddn_params *p, ddn_st_entry *e, int *n)

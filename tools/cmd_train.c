@@ -78,9 +78,10 @@ static void on_sigint(int sig)
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once (checkpoints are atomic anyway) */
 }
 
+static const char *const opt_names[] = {"sgd", "adam", "adamw"};
+
 static int parse_args(int argc, char **argv, train_cfg *c)
 {
-    static const char *const opt_names[] = {"sgd", "adam", "adamw"};
     static const char *const sched_names[] = {"none", "step", "cosine"};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL, *a = argv[i];
@@ -90,8 +91,10 @@ static int parse_args(int argc, char **argv, train_cfg *c)
             return 0;
         }
 #define OPT(name) ((r = cli_opt(CMD, argc, argv, &i, name, &v)) != 0)
-#define INT(name, lo, hi, dst) (OPT(name)) { e = r < 0 || cli_parse_int(CMD, name, v, lo, hi, dst); }
-#define DBL(name, lo, hi, dst) (OPT(name)) { e = r < 0 || cli_parse_double(CMD, name, v, lo, hi, dst); }
+#define INT(name, lo, hi, dst) \
+    (OPT(name)) { e = r < 0 || cli_parse_int(CMD, name, v, lo, hi, dst); }
+#define DBL(name, lo, hi, dst) \
+    (OPT(name)) { e = r < 0 || cli_parse_double(CMD, name, v, lo, hi, dst); }
         if (OPT("--arch")) {
             e = r < 0 || cli_parse_choice(CMD, "--arch", v, train_arch_names, 3, &k);
             c->model.arch = k == 0 ? 18 : k == 1 ? 34 : 50;
@@ -168,7 +171,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     return -1;
 }
 
-/* ---- metrics ---------------------------------------------------------------------------------- */
+/* ---- metrics --------------------------------------------------------------------------------- */
 /* On resume, rows past the checkpoint's step are dropped (a run may have gone on after its last
  * checkpoint), so the file reads as one uninterrupted run; so is the test-accuracy row at that
  * step when the checkpoint was taken before its epoch's end was seen (epoch_pending: the resumed
@@ -205,7 +208,7 @@ static FILE *metrics_open(const char *out, int64_t resume_step, bool epoch_pendi
     return fopen(path, "a");
 }
 
-/* ---- the run ---------------------------------------------------------------------------------- */
+/* ---- the run --------------------------------------------------------------------------------- */
 typedef struct run {
     train_cfg *c;
     ddn_ctx *ctx;
@@ -226,8 +229,9 @@ static int save_checkpoint(run *r)
     char bs[32], seed[32];
     snprintf(bs, sizeof bs, "%" PRId64, r->c->batch);
     snprintf(seed, sizeof seed, "%" PRId64, r->c->seed);
-    const char *extra[] = {"ddn.batch", bs, "ddn.seed", seed};
-    if (checkpoint_save(r->ctx, r->ckpt, &r->m, r->opt, &r->ts, 2, extra) != DDN_OK)
+    const char *extra[] = {"ddn.batch", bs, "ddn.seed", seed,
+                           "ddn.freeze_backbone", r->c->freeze ? "1" : "0"};
+    if (checkpoint_save(r->ctx, r->ckpt, &r->m, r->opt, &r->ts, 3, extra) != DDN_OK)
         return cli_error(CMD, CLI_EXIT_FAIL, "cannot write checkpoint: %s%s",
                          ddn_ctx_errmsg(r->ctx), r->have_ckpt ? " (the previous one is kept)" : "");
     r->have_ckpt = true;
@@ -244,16 +248,22 @@ static int resume(run *r)
     int rc = model_cfg_from_file(CMD, f, r->c->resume, &fc);
     const model_cfg *mc = &r->c->model;
     const char *bs = ddn_safetensors_metadata(f, "ddn.batch");
+    const char *opt_kind = ddn_safetensors_metadata(f, "optim.ddn.optimizer");
+    const char *frozen = ddn_safetensors_metadata(f, "ddn.freeze_backbone");
     const char *what = NULL;
     if (!rc) {
         if (fc.arch != mc->arch) what = "--arch";
         else if (fc.width != mc->width) what = "--width";
         else if (fc.head != mc->head) what = "--head";
         else if (fc.m != mc->m || fc.n != mc->n) what = "--m/--n";
-        else if (fc.solver != mc->solver || fc.backward != mc->backward) what = "--solver/--backward";
+        else if (fc.solver != mc->solver || fc.backward != mc->backward)
+            what = "--solver/--backward";
         else if (fc.image_size != mc->image_size) what = "--image-size";
         else if (fc.num_classes != mc->num_classes) what = "the dataset's class count";
         else if (!bs || strtoll(bs, NULL, 10) != r->c->batch) what = "--batch";
+        else if (!opt_kind || strcmp(opt_kind, opt_names[r->c->optimizer]) != 0)
+            what = "--optimizer";
+        else if (!frozen || (frozen[0] == '1') != r->c->freeze) what = "--freeze-backbone";
     }
     if (!rc && what) {
         char mine[9][64], theirs[9][64];
