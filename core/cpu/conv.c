@@ -338,7 +338,10 @@ ddn_status ddn_cpu_conv2d_backward_filter_acc(ddn_tensor *dw, ddn_tensor *dbias,
     int64_t wn = ddn_tensor_numel(w);
 
     /* Blocks of different images add into the same dw: thread 0 adds into dw itself, the others
-     * into private zeroed copies folded in at the end (nt - 1 extra copies of the weights). */
+     * into private zeroed copies folded in at the end (nt - 1 extra copies of the weights).
+     * A static schedule fixes which thread sums which blocks, so dw is bit-reproducible for a
+     * given thread count (a dynamic one made 2-thread training runs differ from run to run,
+     * which breaks `ddn train --resume`'s exactness). */
     ddn_ctx *ctx = dw->ctx;
     ddn_mark mark = ddn_ctx_mark(ctx);
     unsigned char *buf = thread_buffers(ctx, nt, &pl, g.es);
@@ -350,7 +353,7 @@ ddn_status ddn_cpu_conv2d_backward_filter_acc(ddn_tensor *dw, ddn_tensor *dbias,
     bool f32 = dw->dtype == DDN_DTYPE_F32;
     int prev = blas_serial_begin(nt);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
 #endif
     for (int64_t b = 0; b < pl.blocks; b++) {
         int64_t q0, q1;

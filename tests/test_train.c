@@ -1,0 +1,303 @@
+/* ddn — tests of `ddn train` and `ddn eval`, run as separate processes (DDN_CLI_PATH).
+ *
+ * On a few hundred Fashion-MNIST images with a tiny-width ResNet-18 and an IED head: 20 steps
+ * straight and 10 steps + --resume + 10 steps must give byte-identical model files (and the same
+ * metrics.csv); a resume with another architecture is one clear line and leaves the checkpoint
+ * as it was; SIGINT after the first log line gives exit 130 and a loadable checkpoint; eval
+ * prints the accuracy and confusion matrix and exports features; plot.png is a PNG. Tests
+ * needing the dataset skip with a message when Debian's dataset-fashion-mnist is absent.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#ifndef DDN_CLI_PATH
+#error "DDN_CLI_PATH must name the built ddn binary (tests/CMakeLists.txt sets it)"
+#endif
+
+extern char **environ;
+static char tmpdir[256];
+
+static const char *tmp(const char *name)
+{
+    static char bufs[8][320];
+    static int k;
+    char *b = bufs[k++ % 8];
+    snprintf(b, 320, "%s/%s", tmpdir, name);
+    return b;
+}
+
+static bool have_data(void)
+{
+    if (access(DDN_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0) return true;
+    print_message("skipped: Fashion-MNIST is not installed at " DDN_FASHION_MNIST_DIR "\n");
+    return false;
+}
+
+typedef struct run_result {
+    int code;
+    char out[16384], err[4096];
+    int err_lines;
+} run_result;
+
+static void slurp(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(buf, 1, n - 1, f) : 0;
+    buf[got] = '\0';
+    if (f) fclose(f);
+}
+
+static pid_t spawn(const char *const *args)
+{
+    const char *argv[64] = {DDN_CLI_PATH};
+    int n = 1;
+    for (; args[n - 1]; n++) argv[n] = args[n - 1];
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+    posix_spawn_file_actions_addopen(&fa, 1, tmp("stdout.txt"), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
+    posix_spawn_file_actions_addopen(&fa, 2, tmp("stderr.txt"), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
+    pid_t pid;
+    int rc = posix_spawn(&pid, DDN_CLI_PATH, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    assert_int_equal(rc, 0);
+    return pid;
+}
+
+static run_result *finish(pid_t pid)
+{
+    static run_result r;
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    slurp(tmp("stdout.txt"), r.out, sizeof r.out);
+    slurp(tmp("stderr.txt"), r.err, sizeof r.err);
+    r.err_lines = 0;
+    for (const char *p = r.err; *p; p++) r.err_lines += *p == '\n';
+    return &r;
+}
+#define RUN(...) finish(spawn((const char *const[]){__VA_ARGS__, NULL}))
+
+static void expect_success(const run_result *r)
+{
+    if (r->code != 0 || r->err[0])
+        fail_msg("expected success; exit %d, stderr: %s", r->code, r->err);
+}
+
+static void expect_failure(const run_result *r, int code, const char *needle)
+{
+    if (r->code != code || r->err_lines != 1 || !strstr(r->err, needle))
+        fail_msg("expected exit %d with one line naming '%s'; got exit %d, %d line(s): %s", code,
+                 needle, r->code, r->err_lines, r->err);
+}
+
+/* The whole file, malloc'd; *n its size. */
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void expect_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *x = read_all(a, &na), *y = read_all(b, &nb);
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    free(x), free(y);
+    if (!same) fail_msg("%s and %s differ", a, b);
+}
+
+#define TINY "--arch", "resnet18", "--width", "0.0625", "--head", "ied", "--m", "4", \
+             "--train-subset", "200", "--test-subset", "64", "--batch", "16", "--threads", "2"
+
+static void test_resume_is_exact(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char a[320], b[320], ck[400];
+    snprintf(a, sizeof a, "%s", tmp("straight"));
+    snprintf(b, sizeof b, "%s", tmp("resumed"));
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", b);
+    expect_success(RUN("train", TINY, "--steps", "20", "--out", a, "--optimizer", "adam"));
+    expect_success(RUN("train", TINY, "--steps", "10", "--out", b, "--optimizer", "adam",
+                       "--checkpoint-every", "5"));
+    run_result *r = RUN("train", TINY, "--steps", "20", "--out", b, "--optimizer", "adam",
+                        "--resume", ck);
+    expect_success(r);
+    assert_non_null(strstr(r->out, "from step 10"));
+    char pa[400], pb[400];
+    snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+    expect_same_file(pa, pb);
+    snprintf(pa, sizeof pa, "%s/checkpoint.safetensors", a);
+    expect_same_file(pa, ck);
+    snprintf(pa, sizeof pa, "%s/metrics.csv", a);
+    snprintf(pb, sizeof pb, "%s/metrics.csv", b);
+    expect_same_file(pa, pb);
+
+    /* Another architecture: one line naming the difference, the checkpoint untouched. */
+    size_t n0, n1;
+    unsigned char *before = read_all(ck, &n0);
+    r = RUN("train", "--arch", "resnet34", "--width", "0.0625", "--m", "4", "--train-subset",
+            "200", "--batch", "16", "--steps", "30", "--out", b, "--resume", ck);
+    expect_failure(r, 1, "--arch differs");
+    expect_failure(RUN("train", TINY, "--steps", "30", "--out", b, "--resume", ck), 1,
+                   "--optimizer differs"); /* sgd, the default, over an adam checkpoint */
+    unsigned char *after = read_all(ck, &n1);
+    assert_true(n0 == n1 && memcmp(before, after, n0) == 0);
+    free(before), free(after);
+}
+
+static void test_eval(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], ck[400], feat[400];
+    snprintf(out, sizeof out, "%s", tmp("evaluated"));
+    snprintf(ck, sizeof ck, "%s/model.safetensors", out);
+    snprintf(feat, sizeof feat, "%s/features.safetensors", out);
+    expect_success(RUN("train", TINY, "--steps", "4", "--out", out));
+    char png[400], sig[8] = "";
+    snprintf(png, sizeof png, "%s/plot.png", out);
+    slurp(png, sig, sizeof sig);
+    assert_memory_equal(sig, "\x89PNG\r\n\x1a", 7);
+    run_result *r = RUN("eval", "--checkpoint", ck, "--test-subset", "50", "--batch", "16",
+                        "--export-features", feat);
+    expect_success(r);
+    assert_non_null(strstr(r->out, "accuracy **"));
+    assert_non_null(strstr(r->out, "| 9 Ankle boot |"));
+    assert_non_null(strstr(r->out, "| **9** |"));
+    ddn_ctx *ctx = test_ctx();
+    ddn_st_file *f = NULL;
+    assert_ok(ctx, ddn_safetensors_open(ctx, feat, &f));
+    ddn_st_dtype dt;
+    int nd;
+    int64_t sh[DDN_MAX_DIMS];
+    assert_true(ddn_safetensors_info(f, "features", &dt, &nd, sh));
+    assert_true(dt == DDN_ST_F32 && nd == 2 && sh[0] == 50 && sh[1] == 4);
+    assert_true(ddn_safetensors_info(f, "labels", &dt, &nd, sh));
+    assert_true(nd == 1 && sh[0] == 50);
+    ddn_safetensors_close(f);
+    ddn_ctx_free(ctx);
+    /* Not a ddn train file: one line. */
+    expect_failure(RUN("eval", "--checkpoint", feat), 1, "not a checkpoint");
+    expect_failure(RUN("eval"), 2, "--checkpoint");
+}
+
+static void test_sigint(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], ck[400];
+    snprintf(out, sizeof out, "%s", tmp("interrupted"));
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+    pid_t pid = spawn((const char *const[]){"train", TINY, "--steps", "1000000", "--out", out,
+                                            "--log-every", "1", NULL});
+    char text[4096];
+    for (int k = 0; k < 6000; k++) { /* up to a minute for the first log line */
+        slurp(tmp("stdout.txt"), text, sizeof text);
+        if (strstr(text, "\nstep ")) break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    assert_non_null(strstr(text, "\nstep "));
+    assert_int_equal(kill(pid, SIGINT), 0);
+    run_result *r = finish(pid);
+    if (r->code != 130) fail_msg("expected exit 130; got %d: %s", r->code, r->err);
+    assert_non_null(strstr(r->err, "checkpoint written to"));
+    ddn_ctx *ctx = test_ctx();
+    ddn_st_file *f = NULL;
+    assert_ok(ctx, ddn_safetensors_open(ctx, ck, &f));
+    ddn_tensor *step = ddn_safetensors_get(ctx, f, "trainer.step");
+    assert_non_null(step);
+    assert_true(ddn_tensor_item(step) >= 1);
+    assert_non_null(ddn_safetensors_metadata(f, "ddn.arch"));
+    ddn_safetensors_close(f);
+    ddn_ctx_free(ctx);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_failure(RUN("train", "--out", tmp("x"), "--batch", "0"), 2, "--batch");
+    expect_failure(RUN("train", "--out", tmp("x"), "--arch", "vgg"), 2, "--arch");
+    expect_failure(RUN("train", "--steps", "3"), 2, "--out");
+    expect_failure(RUN("train", "--out", tmp("x"), "--data", tmp("nodata")), 1,
+                   "train-images-idx3-ubyte.gz");
+    expect_failure(RUN("train", "--out", "/proc/ddn-no/such"), 1, "--out");
+    expect_failure(RUN("train", "--out", tmp("x"), "--resume", tmp("none.safetensors")), 1,
+                   "cannot resume");
+}
+
+/* A diverging run: exit 1 naming the step, the checkpoint of the last good step kept. */
+static void test_nan_loss(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], ck[400];
+    snprintf(out, sizeof out, "%s", tmp("diverged"));
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+    run_result *r = RUN("train", "--arch", "resnet18", "--width", "0.0625", "--head", "linear",
+                        "--train-subset", "100", "--test-subset", "32", "--batch", "16",
+                        "--threads", "2", "--lr", "1e30", "--momentum", "0", "--steps", "20",
+                        "--checkpoint-every", "1", "--out", out);
+    expect_failure(r, 1, "step 2: the loss is NaN");
+    assert_non_null(strstr(r->err, "last good checkpoint"));
+    ddn_ctx *ctx = test_ctx();
+    ddn_st_file *f = NULL;
+    assert_ok(ctx, ddn_safetensors_open(ctx, ck, &f));
+    ddn_tensor *step = ddn_safetensors_get(ctx, f, "trainer.step");
+    assert_non_null(step);
+    assert_true(ddn_tensor_item(step) == 1);
+    ddn_safetensors_close(f);
+    ddn_ctx_free(ctx);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "%s/ddn_train_XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir); /* our own mkdtemp directory only */
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_resume_is_exact),
+        cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_nan_loss),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
