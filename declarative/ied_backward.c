@@ -166,15 +166,20 @@ static int64_t ift_budget(int64_t m)
     return m / 4 > IFT_NEUMANN_MIN_SWEEPS ? m / 4 : IFT_NEUMANN_MIN_SWEEPS;
 }
 
-/* k (m) <- the Neumann solution of H^T k = v; w: 8 m scratch. Returns whether it converged;
- * *sweeps: sweeps run. A row-major, y unit, lam = sign(y^T A y) ||A y|| != 0. */
-static bool ift_neumann(int64_t m, const double *A, const double *y, double lam, const double *v,
-                        double *w, double *k, int64_t *sweeps)
+/* The probe z (m): fixed pseudo-random N(0,1) entries, made once per backward call. */
+static void ift_probe(int64_t m, double *z)
 {
-    double *K0 = w, *K1 = w + 2 * m, *PK = w + 4 * m, *z = w + 6 * m; /* (m, 2) column-major */
     ddn_rng g;
     ddn_rng_seed(&g, 0x1F7E5EEDULL);
     for (int64_t i = 0; i < m; i++) z[i] = ddn_rng_normal(&g);
+}
+
+/* k (m) <- the Neumann solution of H^T k = v; z: the probe (ift_probe); w: 6 m scratch. Returns
+ * whether it converged; *sweeps: sweeps run. A row-major, y unit, lam = sign(y^T A y) ||A y||. */
+static bool ift_neumann(int64_t m, const double *A, const double *y, double lam, const double *v,
+                        const double *z, double *w, double *k, int64_t *sweeps)
+{
+    double *K0 = w, *K1 = w + 2 * m, *PK = w + 4 * m; /* (m, 2) column-major */
     memcpy(K0, v, (size_t)m * sizeof *K0);
     memcpy(K0 + m, z, (size_t)m * sizeof *K0);
     const double nv = cblas_dnrm2((int)m, v, 1), nz = cblas_dnrm2((int)m, z, 1);
@@ -218,13 +223,14 @@ static bool ift_neumann(int64_t m, const double *A, const double *y, double lam,
 }
 
 /* Solves H^T k = v for one item by `path`; sets *lam_out (the IFT lambda), *used and *sweeps.
- * K: m^2, piv: m, w: 8 m + 2 m scratch. */
+ * z: the probe; K: m^2, piv: m, w: 8 m scratch. */
 static ddn_status ift_solve(bwd_err *err, ddn_ied_backward mode, ddn_ied_ift_path path, int64_t b,
                             int64_t B, int64_t m, const double *A, const double *y,
-                            const double *v, double *K, lapack_int *piv, double *w, double *k,
-                            double *lam_out, ddn_ied_ift_path *used, int64_t *sweeps)
+                            const double *v, const double *z, double *K, lapack_int *piv,
+                            double *w, double *k, double *lam_out, ddn_ied_ift_path *used,
+                            int64_t *sweeps)
 {
-    double *ay = w + 8 * m, *ya = w + 9 * m;
+    double *ay = w + 6 * m, *ya = w + 7 * m;
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)m, 1.0, A, (int)m, y, 1, 0.0, ay, 1);
     double nay = cblas_dnrm2((int)m, ay, 1), rq = cblas_ddot((int)m, y, 1, ay, 1);
     /* lambda = ||A y|| (PMAF-MATH §2) with the sign of the eigenvalue: the historical-sign PI
@@ -236,7 +242,7 @@ static ddn_status ift_solve(bwd_err *err, ddn_ied_backward mode, ddn_ied_ift_pat
         return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld: A y = 0: the fixed "
                         "point y = A y / ||A y|| is undefined", ddn_ied_mode_name_(mode),
                         (long long)b, (long long)B);
-    if (path != DDN_IED_IFT_LU && ift_neumann(m, A, y, lam, v, w, k, sweeps)) {
+    if (path != DDN_IED_IFT_LU && ift_neumann(m, A, y, lam, v, z, w, k, sweeps)) {
         *used = DDN_IED_IFT_NEUMANN;
         return DDN_OK;
     }
@@ -265,14 +271,16 @@ ddn_status ddn_ied_ift_solve_(ddn_ctx *ctx, ddn_ied_ift_path path, int64_t m, co
 {
     if (!ctx) return DDN_ERR_ARG;
     ddn_mark mark = ddn_ctx_mark(ctx);
-    double *K = ddn_ctx_scratch(ctx, (size_t)(m * m + 10 * m) * sizeof *K);
+    double *K = ddn_ctx_scratch(ctx, (size_t)(m * m + 9 * m) * sizeof *K);
     lapack_int *piv = ddn_ctx_scratch(ctx, (size_t)m * sizeof *piv);
     if (!K || !piv) return ddn_ctx_status(ctx);
+    double *z = K + m * m + 8 * m;
+    ift_probe(m, z);
     bwd_err err = {.status = DDN_OK};
     double lam;
     ddn_ied_ift_path u = DDN_IED_IFT_AUTO;
     int64_t sw = 0;
-    ddn_status st = ift_solve(&err, DDN_IED_BACKWARD_IFT_E, path, 0, 1, m, A, y, v, K, piv,
+    ddn_status st = ift_solve(&err, DDN_IED_BACKWARD_IFT_E, path, 0, 1, m, A, y, v, z, K, piv,
                               K + m * m, k, &lam, &u, &sw);
     if (used) *used = u;
     if (sweeps) *sweeps = sw;
@@ -280,19 +288,19 @@ ddn_status ddn_ied_ift_solve_(ddn_ctx *ctx, ddn_ied_ift_path path, int64_t m, co
     return st == DDN_OK ? DDN_OK : ddn_ctx_set_error(ctx, st, "%s", err.msg);
 }
 
-/* IFT, one item. K: m^2 (LU), X: m (IFT_E) or m^3 (IFT_J), w: 10 m. IFT_E writes u = P k /
- * lambda (m), the gradient being u y^T; IFT_J writes the gradient g (m x m). */
+/* IFT, one item. z: the probe (IFT_E); K: m^2 (LU), X: m (IFT_E) or m^3 (IFT_J), w: 8 m.
+ * IFT_E writes u = P k / lambda (m), the gradient being u y^T; IFT_J writes the gradient g. */
 static ddn_status ift_item(bwd_err *err, ddn_ied_backward mode, int64_t b, int64_t B, int64_t m,
-                           const double *A, const double *y, const double *v, double *K,
-                           double *X, double *w, lapack_int *piv, double *g)
+                           const double *A, const double *y, const double *v, const double *z,
+                           double *K, double *X, double *w, lapack_int *piv, double *g)
 {
     double lam;
     if (mode == DDN_IED_BACKWARD_IFT_E) {
         double *k = X, *u = g;
         ddn_ied_ift_path used;
         int64_t sweeps;
-        ddn_status st = ift_solve(err, mode, DDN_IED_IFT_AUTO, b, B, m, A, y, v, K, piv, w, k,
-                                  &lam, &used, &sweeps);
+        ddn_status st = ift_solve(err, mode, DDN_IED_IFT_AUTO, b, B, m, A, y, v, z, K, piv, w,
+                                  k, &lam, &used, &sweeps);
         if (st != DDN_OK) return st;
         double yk = cblas_ddot((int)m, y, 1, k, 1);
         for (int64_t i = 0; i < m; i++) u[i] = (k[i] - y[i] * yk) / lam;
@@ -401,17 +409,17 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
      * anything else is copied whole first. */
     const bool cpu = A->device == DDN_DEVICE_CPU && ddn_tensor_is_contiguous(A);
     const bool a64 = cpu && A->dtype == DDN_DTYPE_F64, a32 = cpu && A->dtype == DDN_DTYPE_F32;
-    const size_t pd = (size_t)(n * n + xs + 10 * m + (a32 ? m * m : 0));
+    const size_t pd = (size_t)(n * n + xs + 8 * m + (a32 ? m * m : 0));
     const size_t per = ddn_solver_align(pd * sizeof(double)) +
                        ddn_solver_align((size_t)n * sizeof(lapack_int));
     /* per item: the E modes' vector u (m), the J modes' full gradient (m x m) */
     const int64_t gs = jac ? m * m : m, whole = a64 || a32 ? 0 : B * m * m;
-    double *buf = ddn_ctx_scratch(ctx, (size_t)(whole + B * gs + 2 * B * m) * sizeof *buf);
+    double *buf = ddn_ctx_scratch(ctx, (size_t)(whole + B * gs + 2 * B * m + m) * sizeof *buf);
     unsigned char *cur = ddn_ctx_scratch(ctx, per * (size_t)nws + 64 +
                                                   (size_t)nws * sizeof(bwd_thread_rec));
     if (!buf || !cur) return ddn_ctx_status(ctx);
     bwd_thread_rec *rec = ddn_solver_carve(&cur, (size_t)nws * sizeof *rec);
-    double *g = buf + whole, *yd = g + B * gs, *vd = yd + B * m;
+    double *g = buf + whole, *yd = g + B * gs, *vd = yd + B * m, *z = vd + B * m;
     ddn_status st = a64 || a32 ? DDN_OK : ddn_tensor_to_host(A, DDN_DTYPE_F64, buf);
     if (st == DDN_OK) st = ddn_tensor_to_host(y, DDN_DTYPE_F64, yd);
     if (st == DDN_OK) st = ddn_tensor_to_host(dy, DDN_DTYPE_F64, vd);
@@ -427,6 +435,7 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
             for (int64_t i = 0; i < m; i++) yd[b * m + i] /= ny;
     }
     for (int t = 0; t < nws; t++) rec[t].fail_item = -1;
+    if (mode == DDN_IED_BACKWARD_IFT_E) ift_probe(m, z);
 
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nws) if (nws > 1)
@@ -434,7 +443,7 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
     for (int64_t b = 0; b < B; b++) {
         const int t = ddn_solver_thread_id();
         unsigned char *mine = cur + (size_t)t * per;
-        double *K = (double *)mine, *X = K + n * n, *w = X + xs, *Ab = w + 10 * m;
+        double *K = (double *)mine, *X = K + n * n, *w = X + xs, *Ab = w + 8 * m;
         lapack_int *piv = (lapack_int *)(mine + ddn_solver_align(pd * sizeof(double)));
         bwd_err err = {.status = DDN_OK};
         if (no->o.check_gap && sv->tied[b]) {
@@ -457,7 +466,7 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
             if (ddn)
                 ddn_item(&err, mode, b, B, m, Ab, yb, vb, K, X, w, piv, gb);
             else
-                ift_item(&err, mode, b, B, m, Ab, yb, vb, K, X, w, piv, gb);
+                ift_item(&err, mode, b, B, m, Ab, yb, vb, z, K, X, w, piv, gb);
         }
         if (err.status != DDN_OK && rec[t].fail_item < 0) {
             rec[t].fail_item = b;

@@ -19,13 +19,14 @@
 typedef struct ied_ws {
     void *Q, *Z, *tau, *work; /* (m*k), (m*k), (k), (lwork) */
     void *V, *h;              /* gap check: Arnoldi basis (m, kgap + 1) column-major, (kgap + 1) */
+    const void *start;        /* gap check: the fixed pseudo-random start (m), shared */
     double *ay;               /* (3 m): A y, q in double, A q */
     double *H, *rw;           /* gap check: Hessenberg (kgap + 1, kgap), Ritz scratch (lrw) */
     int64_t lwork, kgap, lrw;
 } ied_ws;
 
 /* The gap check's Arnoldi steps at most (ied_gap in ied_solver_tmpl.h): on the paper's matrices
- * it stops after 12-57 (m = 32-1024, symmetric). The cap bounds the O(m k^2) reorthogonalisation;
+ * it stops after 19-57 (m = 32-1024, symmetric). The cap bounds the O(m k^2) reorthogonalisation;
  * non-symmetric A has the lower one because its Ritz values cost O(k^3) (dhseqr: 0.5 ms at
  * k = 64), and its disk-shaped bulk rarely meets the stopping rule before the cap anyway
  * (estimates within ~1e-3 at 40 steps against geev, m = 128-1024, vs 1e-2 for the 200 power
@@ -223,9 +224,21 @@ ddn_status ddn_ied_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, co
 
     ddn_mark mark = ddn_ctx_mark(ctx);
     unsigned char *cur = ddn_ctx_scratch(ctx, per * (size_t)nws + 64 +
-                                                  (size_t)nws * sizeof(ied_thread_rec));
+                                                  (size_t)nws * sizeof(ied_thread_rec) +
+                                                  ddn_solver_align((size_t)m * ts));
     if (!cur) return ddn_ctx_status(ctx);
     ied_thread_rec *rec = ddn_solver_carve(&cur, (size_t)nws * sizeof(ied_thread_rec));
+    /* The gap check's start: N(0,1) draws from a fixed seed, the same for every item */
+    void *start = ddn_solver_carve(&cur, (size_t)m * ts);
+    {
+        ddn_rng g;
+        ddn_rng_seed(&g, 0x5DEECE66DULL);
+        for (int64_t i = 0; i < m; i++) {
+            double r = ddn_rng_normal(&g);
+            if (f32) ((float *)start)[i] = (float)r;
+            else ((double *)start)[i] = r;
+        }
+    }
     ied_ws ws[64];
     for (int t = 0; t < nws; t++) {
         ied_ws *w = &ws[t];
@@ -239,7 +252,7 @@ ddn_status ddn_ied_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, co
         w->ay = ddn_solver_carve(&cur, (size_t)(3 * m) * sizeof(double));
         w->H = ddn_solver_carve(&cur, (size_t)((kg + 1) * kg) * sizeof(double));
         w->rw = ddn_solver_carve(&cur, (size_t)lrw * sizeof(double));
-        w->kgap = kg, w->lrw = lrw;
+        w->kgap = kg, w->lrw = lrw, w->start = start;
         rec[t] = (ied_thread_rec){.fail_item = -1, .nc_item = -1};
     }
 

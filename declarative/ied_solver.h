@@ -49,7 +49,7 @@ typedef struct ddn_ied_opts {
     uint64_t seed;
     bool check_gap;        /* estimate the second eigenvalue by Arnoldi (Lanczos for symmetric
                             * A) on P (A + sigma I) P, P = I - y y^T, and flag near ties; costs
-                            * 15-50 matvecs on random input (m = 32-1024), at most 80 */
+                            * 19-57 matvecs on the paper's input (m = 32-1024), at most 80 */
     double tie_tol;        /* tied when gap_ratio >= 1 - tie_tol */
     bool strict;           /* non-convergence of any item -> DDN_ERR_NOT_CONVERGED */
 } ddn_ied_opts;

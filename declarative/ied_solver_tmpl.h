@@ -163,7 +163,7 @@ static void TS(ied_apply)(int64_t m, int64_t k, const T *A, T sigma, const T *Q,
  * Why not the power iteration on the same operator (what this replaced): on the paper's
  * semicircle bulk it converges like 1/k and ran 25-200 matvecs per item (200: its cap; 830 for
  * the 5 items of the m = 256 benchmark, 75% of the forward), estimates off by up to 4e-3. Lanczos
- * meets a stricter rule in 12-43 steps at m = 32-256 and 22-57 at m = 512-1024 (164 for those
+ * meets a stricter rule in 19-43 steps at m = 32-256 and 23-57 at m = 512-1024 (164 for those
  * 5 items), estimates within 4e-5 of syevd (tests: test_gap_check, and 1% in test_vs_syevd).
  * PI's own step ratio would be free but is no estimate of |lambda_2| before the iteration's
  * asymptotic regime (PI stops after 4-15 steps here), and is undefined when PI converges in one
@@ -181,9 +181,7 @@ static double TS(ied_gap)(int64_t m, const T *A, T sigma, const T *y, bool sym, 
     const double eps = sizeof(T) == sizeof(float) ? FLT_EPSILON : DBL_EPSILON;
     T *V = ws->V, *h = ws->h;
     double *H = ws->H;
-    ddn_rng g;
-    ddn_rng_seed(&g, 0x5DEECE66DULL);
-    TS(ied_randn)(&g, m, V);
+    memcpy(V, ws->start, (size_t)m * sizeof(T));
     for (int pass = 0; pass < 2; pass++) { /* the start in y's complement, to working accuracy */
         T yx = XB(dot)((int)m, y, 1, V, 1);
         for (int64_t i = 0; i < m; i++) V[i] -= yx * y[i];
@@ -212,13 +210,13 @@ static double TS(ied_gap)(int64_t m, const T *A, T sigma, const T *y, bool sym, 
         }
         H[j + 1 + j * ld] = beta;
         const bool last = j + 1 == kmax || !(beta > 4 * eps * top);
-        /* Ritz values only once the steps since the last evaluation cost at least as much as
-         * they do (flop-equivalents from measured times: a step is the matvec, the
-         * reorthogonalisation and ~1 us of call overheads; Ritz values ~2000 n (tridiag_top) or
-         * ~40 n^3 (dhseqr)): the check then never more than doubles the gap check's cost; at
-         * m = 256 (symmetric) it still runs every step, at m = 32 every few. */
-        since += 2.0 * (double)m * (double)m + 4.0 * (double)m * n + 2e4;
-        if (last || since >= (sym ? 2000.0 * n : 40.0 * n * n * n)) {
+        /* Ritz values only once the steps since the last evaluation cost at least twice as much
+         * as evaluating them (estimated ns, from measured times: a step is the matvec and the
+         * reorthogonalisation at ~16 flop/ns plus ~0.3 us of calls; tridiag_top ~70 n ns for
+         * both ends, dhseqr ~2 n^3 ns): the checks then add at most half to the gap check's
+         * cost; at m = 256 (symmetric) they still run every step, at m = 32 every few. */
+        since += (2.0 * (double)m * (double)m + 4.0 * (double)m * n) / 16 + 300;
+        if (last || since >= 2 * (sym ? 70.0 * n : 2.0 * n * n * n)) {
             since = 0;
             est = ied_ritz_max(n, H, ld, sym, ws->rw, ws->lrw, &tr);
             calm = fabs(est - prev) <= 1e-5 * est ? calm + 1 : 0;
