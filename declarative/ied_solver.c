@@ -1,4 +1,5 @@
-/* ddn — batched IED solvers (PI, SI): argument checks, scratch, the batch loop.
+/* ddn — batched IED solvers (PI, SI): argument checks, scratch, the batch loop, and the extreme
+ * Ritz values the symmetric gap check needs (tridiag_top, a Laguerre iteration).
  *
  * The per-item kernels (ied_solver_tmpl.h) are written once and compiled for float and double;
  * float32 input is iterated in float32 (the paper's float32 precision comparisons, Fig. 2, 5-7),
@@ -18,21 +19,18 @@
 /* One thread's buffers; the typed ones are float or double as the dtype. */
 typedef struct ied_ws {
     void *Q, *Z, *tau, *work; /* (m*k), (m*k), (k), (lwork) */
-    void *V, *h;              /* gap check: Arnoldi basis (m, kgap + 1) column-major, (kgap + 1) */
+    void *V, *h;              /* gap check: [y, Lanczos basis] (m, kgap + 2) column-major,
+                               * (kgap + 2) */
     const void *start;        /* gap check: the fixed pseudo-random start (m), shared */
     double *ay;               /* (3 m): A y, q in double, A q */
-    double *H, *rw;           /* gap check: Hessenberg (kgap + 1, kgap), Ritz scratch (lrw) */
-    int64_t lwork, kgap, lrw;
+    double *H, *rw;           /* gap check: Lanczos (kgap + 1, kgap), Ritz scratch (2 kgap) */
+    int64_t lwork, kgap;
 } ied_ws;
 
-/* The gap check's Arnoldi steps at most (ied_gap in ied_solver_tmpl.h): on the paper's matrices
- * it stops after 19-57 (m = 32-1024, symmetric). The cap bounds the O(m k^2) reorthogonalisation;
- * non-symmetric A has the lower one because its Ritz values cost O(k^3) (dhseqr: 0.5 ms at
- * k = 64), and its disk-shaped bulk rarely meets the stopping rule before the cap anyway
- * (estimates within ~1e-3 at 40 steps against geev, m = 128-1024, vs 1e-2 for the 200 power
- * steps this replaced). */
+/* The symmetric gap check's Lanczos steps at most (ied_gap_lanczos in ied_solver_tmpl.h): on the
+ * paper's matrices it stops after 19-57 (m = 32-1024); the cap bounds the O(m k^2)
+ * reorthogonalisation and the basis (m x 81 values per thread). */
 #define IED_GAP_KMAX 80
-#define IED_GAP_KMAX_NONSYM 40
 
 /* The largest eigenvalue of the symmetric tridiagonal s T, T = the leading n x n block of H
  * (column-major, leading dimension ld; diagonal H_ii, off-diagonal H_{i+1,i}), s = +-1. Laguerre's
@@ -99,47 +97,37 @@ typedef struct ritz_track {
     bool have;
 } ritz_track;
 
-/* max |Ritz value| of the leading n x n block of the Arnoldi matrix H (column-major, leading
- * dimension ld): symmetric tridiagonal (tridiag_top at both ends; dsterf if that fails) or upper
- * Hessenberg (dhseqr, eigenvalues only; measured ~2 ns n^3). rw: 3 n + n^2 doubles. If LAPACK
- * fails to converge (info > 0), the eigenvalues it did find are used. */
-static double ied_ritz_max(int64_t n, const double *H, int64_t ld, bool sym, double *rw,
-                           int64_t lrw, ritz_track *tr)
+/* max |Ritz value| of the leading n x n block of the Lanczos matrix H (column-major, leading
+ * dimension ld, symmetric tridiagonal): tridiag_top at both ends, dsterf (rw: 2 n doubles) if
+ * that fails, and if that fails too the Gershgorin bound (an overestimate: it can only flag a
+ * tie that is not there, never miss one). */
+static double ied_ritz_max(int64_t n, const double *H, int64_t ld, double *rw, ritz_track *tr)
 {
-    double best = 0;
-    if (sym) {
-        double t[2];
-        bool ok = true;
-        for (int e = 0; e < 2 && ok; e++) {
-            double guess = tr->have ? tr->top[e] + 2 * tr->step[e] + 1e-9 * fabs(tr->top[e])
-                                    : NAN;
-            ok = tridiag_top(n, H, ld, e ? -1 : 1, guess, &t[e]);
-        }
-        if (ok) {
-            for (int e = 0; e < 2; e++) {
-                tr->step[e] = tr->have ? fabs(t[e] - tr->top[e]) : 0;
-                tr->top[e] = t[e];
-            }
-            tr->have = true;
-            return fmax(fabs(t[0]), fabs(t[1]));
-        }
-        tr->have = false;
-        double *d = rw, *e = rw + n;
-        for (int64_t i = 0; i < n; i++) d[i] = H[i + i * ld];
-        for (int64_t i = 0; i + 1 < n; i++) e[i] = H[i + 1 + i * ld];
-        if (LAPACKE_dsterf_work((lapack_int)n, d, e) == 0) {
-            for (int64_t i = 0; i < n; i++) best = fmax(best, fabs(d[i]));
-            return best;
-        }
+    double t[2];
+    bool ok = true;
+    for (int e = 0; e < 2 && ok; e++) {
+        double guess = tr->have ? tr->top[e] + 2 * tr->step[e] + 1e-9 * fabs(tr->top[e]) : NAN;
+        ok = tridiag_top(n, H, ld, e ? -1 : 1, guess, &t[e]);
     }
-    double *wr = rw, *wi = rw + n, *Hc = rw + 2 * n, *work = Hc + n * n, z = 0;
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t i = 0; i < n; i++) Hc[i + j * n] = i <= j + 1 ? H[i + j * ld] : 0;
-    lapack_int info = LAPACKE_dhseqr_work(LAPACK_COL_MAJOR, 'E', 'N', (lapack_int)n, 1,
-                                          (lapack_int)n, Hc, (lapack_int)n, wr, wi, &z, 1, work,
-                                          (lapack_int)(lrw - 2 * n - n * n));
-    for (int64_t i = info > 0 ? info : 0; info >= 0 && i < n; i++)
-        best = fmax(best, hypot(wr[i], wi[i]));
+    if (ok) {
+        for (int e = 0; e < 2; e++) {
+            tr->step[e] = tr->have ? fabs(t[e] - tr->top[e]) : 0;
+            tr->top[e] = t[e];
+        }
+        tr->have = true;
+        return fmax(fabs(t[0]), fabs(t[1]));
+    }
+    tr->have = false;
+    double *d = rw, *e = rw + n, best = 0;
+    for (int64_t i = 0; i < n; i++) d[i] = H[i + i * ld];
+    for (int64_t i = 0; i + 1 < n; i++) e[i] = H[i + 1 + i * ld];
+    if (LAPACKE_dsterf_work((lapack_int)n, d, e) == 0) {
+        for (int64_t i = 0; i < n; i++) best = fmax(best, fabs(d[i]));
+        return best;
+    }
+    for (int64_t i = 0; i < n; i++)
+        best = fmax(best, fabs(H[i + i * ld]) + (i ? fabs(H[i + (i - 1) * ld]) : 0) +
+                              (i + 1 < n ? fabs(H[i + 1 + i * ld]) : 0));
     return best;
 }
 
@@ -211,11 +199,11 @@ ddn_status ddn_ied_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, co
                                      (long long)k, (int)qi);
     }
     const int64_t kg = !o.check_gap || m < 2 ? 1 : m - 1 < IED_GAP_KMAX ? m - 1 : IED_GAP_KMAX;
-    const int64_t lrw = 3 * kg + kg * kg; /* ied_ritz_max: 2n + n^2, plus dhseqr's n */
+    const int64_t lrw = 2 * kg; /* ied_ritz_max's dsterf */
     size_t per = 2 * ddn_solver_align((size_t)(m * k) * ts) + ddn_solver_align((size_t)k * ts) +
                  ddn_solver_align((size_t)lwork * ts) +
-                 ddn_solver_align((size_t)(m * (kg + 1)) * ts) +
-                 ddn_solver_align((size_t)(kg + 1) * ts) +
+                 ddn_solver_align((size_t)(m * (kg + 2)) * ts) +
+                 ddn_solver_align((size_t)(kg + 2) * ts) +
                  ddn_solver_align((size_t)(3 * m) * sizeof(double)) +
                  ddn_solver_align((size_t)((kg + 1) * kg) * sizeof(double)) +
                  ddn_solver_align((size_t)lrw * sizeof(double));
@@ -247,12 +235,12 @@ ddn_status ddn_ied_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, co
         w->tau = ddn_solver_carve(&cur, (size_t)k * ts);
         w->work = ddn_solver_carve(&cur, (size_t)lwork * ts);
         w->lwork = lwork;
-        w->V = ddn_solver_carve(&cur, (size_t)(m * (kg + 1)) * ts);
-        w->h = ddn_solver_carve(&cur, (size_t)(kg + 1) * ts);
+        w->V = ddn_solver_carve(&cur, (size_t)(m * (kg + 2)) * ts);
+        w->h = ddn_solver_carve(&cur, (size_t)(kg + 2) * ts);
         w->ay = ddn_solver_carve(&cur, (size_t)(3 * m) * sizeof(double));
         w->H = ddn_solver_carve(&cur, (size_t)((kg + 1) * kg) * sizeof(double));
         w->rw = ddn_solver_carve(&cur, (size_t)lrw * sizeof(double));
-        w->kgap = kg, w->lrw = lrw, w->start = start;
+        w->kgap = kg, w->start = start;
         rec[t] = (ied_thread_rec){.fail_item = -1, .nc_item = -1};
     }
 

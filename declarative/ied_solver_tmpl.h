@@ -149,18 +149,50 @@ static void TS(ied_apply)(int64_t m, int64_t k, const T *A, T sigma, const T *Q,
         for (int64_t i = 0; i < m * k; i++) Z[i] += sigma * Q[i];
 }
 
-/* The gap check's estimate of the competing eigenvalue (PMAF-MATH.md §2: H = I - P A / lambda is
- * singular exactly when it ties with lambda): max |Ritz value| of k steps of Arnoldi on the
- * deflated operator P (A + sigma I) P, P = I - y y^T, from a fixed pseudo-random start in y's
- * complement. For A y = lambda y that operator's spectrum on the complement is the rest of
- * A + sigma I (A is block triangular in the basis [y, complement], symmetric or not), so the
- * largest Ritz magnitude estimates |lambda_2 + sigma|. For symmetric A the operator is symmetric,
- * the Hessenberg matrix is tridiagonal (Lanczos; extreme Ritz values by tridiag_top) and they are
- * lower bounds converging to the extreme eigenvalues at both ends of the bulk at once. Full
- * reorthogonalisation (classical Gram-Schmidt, repeated when the norm drops by more than
- * 1/sqrt(2): the DGKS rule) keeps the basis orthonormal, so no spurious copies appear.
+/* The gap check for non-symmetric A (and what it was for all A before ied_gap_lanczos): power
+ * iteration on P (A + sigma I) P, P = I - y y^T, from the fixed pseudo-random start. For
+ * A y = lambda y that operator's spectrum on y's complement is the rest of A + sigma I (A is block
+ * triangular in the basis [y, complement], symmetric or not), so its growth rate estimates the
+ * competing eigenvalue. Stops when the estimate changes by < 1e-5 relative, or after 200 steps.
+ * Kept for non-symmetric A because Arnoldi, its Krylov counterpart, pays for Hessenberg Ritz
+ * values (dhseqr: measured 9, 40-90, 110-130, 500-600 us at k = 8, 16, 32, 64), more than these
+ * 200 cheap matvecs cost at m <= 128 (prototype: Arnoldi needs k ~ 16-24 to match this estimate's
+ * 1-3% median error on |G|, whose bulk is a disk, slow for both). */
+static double TS(ied_gap_power)(int64_t m, const T *A, T sigma, const T *y, const ied_ws *ws,
+                                int64_t *steps)
+{
+    T *x = ws->V, *w = (T *)ws->V + m;
+    memcpy(x, ws->start, (size_t)m * sizeof(T));
+    double mu = 0;
+    for (int pass = 0; pass < 200; pass++) {
+        T yx = TS(ied_dot)(m, y, x);
+        for (int64_t i = 0; i < m; i++) x[i] -= yx * y[i];
+        T nx = XB(nrm2)((int)m, x, 1);
+        if (!(nx > 0)) break;
+        for (int64_t i = 0; i < m; i++) x[i] /= nx;
+        TS(ied_apply)(m, 1, A, sigma, x, w);
+        *steps = pass + 1;
+        T yw = TS(ied_dot)(m, y, w);
+        for (int64_t i = 0; i < m; i++) w[i] -= yw * y[i];
+        double mun = (double)XB(nrm2)((int)m, w, 1);
+        bool done = fabs(mun - mu) <= 1e-5 * mun;
+        mu = mun;
+        T *t2 = x;
+        x = w, w = t2;
+        if (done) break;
+    }
+    return mu;
+}
+
+/* The gap check for symmetric A (PMAF-MATH.md §2: H = I - P A / lambda is singular exactly when
+ * the competing eigenvalue ties with lambda): max |Ritz value| of k steps of Lanczos on the same
+ * deflated operator P (A + sigma I) P from the same start. The operator is symmetric, so the
+ * Ritz values of the tridiagonal are lower bounds converging to the extreme eigenvalues at both
+ * ends of the bulk at once (ied_ritz_max: tridiag_top). Full reorthogonalisation (classical
+ * Gram-Schmidt, repeated when the norm drops by more than 1/sqrt(2): the DGKS rule) keeps the
+ * basis orthonormal, so no spurious copies appear.
  *
- * Why not the power iteration on the same operator (what this replaced): on the paper's
+ * Why not the power iteration (ied_gap_power, what this replaced for symmetric A): on the paper's
  * semicircle bulk it converges like 1/k and ran 25-200 matvecs per item (200: its cap; 830 for
  * the 5 items of the m = 256 benchmark, 75% of the forward), estimates off by up to 4e-3. Lanczos
  * meets a stricter rule in 19-43 steps at m = 32-256 and 23-57 at m = 512-1024 (164 for those
@@ -169,41 +201,41 @@ static void TS(ied_apply)(int64_t m, int64_t k, const T *A, T sigma, const T *Q,
  * asymptotic regime (PI stops after 4-15 steps here), and is undefined when PI converges in one
  * step ([[0, 1], [1, 0]]). A certified upper bound (sqrt(||A||_F^2 - lambda^2) by Schur's
  * inequality) is cheap but far too loose to serve as the estimate (0.5 for a true 0.07), which
- * gap_ratio promises. Stops when the estimate changes by < 1e-5 relative
- * at two consecutive checks (enough to judge tie_tol >= 1e-4), on an invariant subspace (the
- * Ritz values are then exact), or after IED_GAP_KMAX steps (IED_GAP_KMAX_NONSYM for non-symmetric
- * A, whose Hessenberg Ritz values cost O(k^3): dhseqr). */
-static double TS(ied_gap)(int64_t m, const T *A, T sigma, const T *y, bool sym, double top,
-                          const ied_ws *ws, int64_t *steps)
+ * gap_ratio promises. Stops when the estimate changes by < 1e-5 relative at two consecutive
+ * checks (enough to judge tie_tol >= 1e-4), on an invariant subspace (the Ritz values are then
+ * exact), or after IED_GAP_KMAX steps. */
+static double TS(ied_gap_lanczos)(int64_t m, const T *A, T sigma, const T *y, double top,
+                                  const ied_ws *ws, int64_t *steps)
 {
-    const int64_t ld = ws->kgap + 1;
-    const int64_t kmax = sym || ws->kgap < IED_GAP_KMAX_NONSYM ? ws->kgap : IED_GAP_KMAX_NONSYM;
+    const int64_t ld = ws->kgap + 1, kmax = ws->kgap;
     const double eps = sizeof(T) == sizeof(float) ? FLT_EPSILON : DBL_EPSILON;
-    T *V = ws->V, *h = ws->h;
+    /* U = [y, q_0, q_1, ...] (m, kmax + 2): y heads the basis, so that projecting it out is part
+     * of each reorthogonalisation's two gemv calls (call overheads dominate at m = 32) */
+    T *U = ws->V, *Q = U + m, *h = ws->h;
     double *H = ws->H;
-    memcpy(V, ws->start, (size_t)m * sizeof(T));
+    memcpy(U, y, (size_t)m * sizeof(T));
+    memcpy(Q, ws->start, (size_t)m * sizeof(T));
     for (int pass = 0; pass < 2; pass++) { /* the start in y's complement, to working accuracy */
-        T yx = XB(dot)((int)m, y, 1, V, 1);
-        for (int64_t i = 0; i < m; i++) V[i] -= yx * y[i];
+        T yx = XB(dot)((int)m, y, 1, Q, 1);
+        XB(axpy)((int)m, -yx, y, 1, Q, 1);
     }
-    T nv = XB(nrm2)((int)m, V, 1);
+    T nv = XB(nrm2)((int)m, Q, 1);
     if (!(nv > 0)) return 0;
-    for (int64_t i = 0; i < m; i++) V[i] /= nv;
+    XB(scal)((int)m, 1 / nv, Q, 1);
     memset(H, 0, (size_t)(ld * kmax) * sizeof *H);
     double est = 0, prev = NAN, since = 0;
     int calm = 0;
     ritz_track tr = {.have = false};
     for (int64_t j = 0; j < kmax; j++) {
-        T *v = V + j * m, *w = V + (j + 1) * m;
+        T *w = Q + (j + 1) * m;
         const int n = (int)(j + 1);
         *steps = n;
-        TS(ied_apply)(m, 1, A, sigma, v, w);
+        TS(ied_apply)(m, 1, A, sigma, Q + j * m, w);
         double before = (double)XB(nrm2)((int)m, w, 1), beta = before;
-        for (int pass = 0; pass < 3; pass++) { /* against y, then the basis; DGKS repeat */
-            XB(axpy)((int)m, -XB(dot)((int)m, y, 1, w, 1), y, 1, w, 1);
-            XB(gemv)(CblasColMajor, CblasTrans, (int)m, n, 1, V, (int)m, w, 1, 0, h, 1);
-            XB(gemv)(CblasColMajor, CblasNoTrans, (int)m, n, -1, V, (int)m, h, 1, 1, w, 1);
-            for (int64_t i = 0; i <= j; i++) H[i + j * ld] += (double)h[i];
+        for (int pass = 0; pass < 3; pass++) { /* against [y, q_0..q_j]; DGKS repeat */
+            XB(gemv)(CblasColMajor, CblasTrans, (int)m, n + 1, 1, U, (int)m, w, 1, 0, h, 1);
+            XB(gemv)(CblasColMajor, CblasNoTrans, (int)m, n + 1, -1, U, (int)m, h, 1, 1, w, 1);
+            for (int64_t i = 0; i <= j; i++) H[i + j * ld] += (double)h[i + 1];
             beta = (double)XB(nrm2)((int)m, w, 1);
             if (beta > 0.7071067811865476 * before) break; /* 1/sqrt(2) */
             before = beta;
@@ -213,12 +245,12 @@ static double TS(ied_gap)(int64_t m, const T *A, T sigma, const T *y, bool sym, 
         /* Ritz values only once the steps since the last evaluation cost at least twice as much
          * as evaluating them (estimated ns, from measured times: a step is the matvec and the
          * reorthogonalisation at ~16 flop/ns plus ~0.3 us of calls; tridiag_top ~70 n ns for
-         * both ends, dhseqr ~2 n^3 ns): the checks then add at most half to the gap check's
-         * cost; at m = 256 (symmetric) they still run every step, at m = 32 every few. */
+         * both ends): the checks then add at most half to the gap check's cost; at m = 256 they
+         * still run every step, at m = 32 every few. */
         since += (2.0 * (double)m * (double)m + 4.0 * (double)m * n) / 16 + 300;
-        if (last || since >= 2 * (sym ? 70.0 * n : 2.0 * n * n * n)) {
+        if (last || since >= 2 * 70.0 * n) {
             since = 0;
-            est = ied_ritz_max(n, H, ld, sym, ws->rw, ws->lrw, &tr);
+            est = ied_ritz_max(n, H, ld, ws->rw, &tr);
             calm = fabs(est - prev) <= 1e-5 * est ? calm + 1 : 0;
             prev = est;
             if (last || calm >= 2) break;
@@ -351,11 +383,12 @@ static void TS(ied_item)(int64_t item, int64_t m, const T *A, const ddn_ied_opts
     inf->eigen_dist = sqrt(ed);
     if (lam_out) *lam_out = (T)inf->lambda;
 
-    /* Gap check: the competing eigenvalue, from ied_gap (Arnoldi / Lanczos on the deflated
-     * operator; see there). mu is its magnitude in A + sigma I. */
+    /* Gap check: the competing eigenvalue's magnitude mu in A + sigma I, by Lanczos (symmetric
+     * A) or power iteration (not) on the deflated operator: ied_gap_lanczos, ied_gap_power. */
     if (o->check_gap && m > 1) {
         double top = fabs(inf->lambda + sigma_d);
-        double mu = TS(ied_gap)(m, A, sigma, y, sym, top, ws, &inf->gap_steps);
+        double mu = sym ? TS(ied_gap_lanczos)(m, A, sigma, y, top, ws, &inf->gap_steps)
+                        : TS(ied_gap_power)(m, A, sigma, y, ws, &inf->gap_steps);
         inf->lambda2 = o->shift ? mu - sigma_d : mu;
         inf->gap_ratio = top > 0 ? mu / top : INFINITY;
         inf->tied = inf->gap_ratio >= 1 - o->tie_tol;
