@@ -21,8 +21,12 @@
  *     A repeated top eigenvalue (the solver's gap check, or a numerically singular system)
  *     makes the backward fail with DDN_ERR_SINGULAR naming the item; the forward still returns
  *     an eigenvector. Solver errors (zero, NaN, strict non-convergence) are as in ied_solver.h.
- *   - float32: the forward stays float32; the backward's dense solves run in float64 and the
+ *   - float32: the forward stays float32; the backward's solves run in float64 and the
  *     gradient is returned in float32.
+ *   - IFT_E solves H^T k = v by the fixed-point iteration k <- v + A^T P k / lambda (O(m^2) per
+ *     sweep, converging at |lambda_2 / lambda|) when it converges within its budget, with a
+ *     probe column that makes a tie visible whatever v is; otherwise by the LU with its
+ *     condition check, as DDN_E, IFT_J and DDN_J always do (ied_backward.c).
  *   - UNROLL: PI or SI (SI through a differentiable QR) with the solver's start, signs and stop
  *     test; signs, stop test and shift are constants. No random restart: A u = 0 is an error.
  *   - EIGH: syevd; y is the eigenvector of the eigenvalue PI targets (largest magnitude; with

@@ -37,6 +37,23 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
 ddn_status ddn_ied_eigh_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
                              const ddn_tensor *y, const ddn_tensor *dy, void *saved);
 
+/* How IFT_E solves H^T k = v (ied_backward.c): AUTO, the layer's choice, is the fixed-point
+ * (Neumann) iteration with the LU (and its condition check) as the fallback; NEUMANN and LU force
+ * one path (NEUMANN fails with DDN_ERR_NOT_CONVERGED where AUTO would fall back). */
+typedef enum ddn_ied_ift_path {
+    DDN_IED_IFT_AUTO = 0,
+    DDN_IED_IFT_NEUMANN = 1,
+    DDN_IED_IFT_LU = 2,
+} ddn_ied_ift_path;
+
+/* One item's IFT_E solve as the VJP does it, float64: A (m, m) row-major, y unit (m), v (m) ->
+ * k (m). *used (may be NULL): the path that produced k; *sweeps (may be NULL): Neumann sweeps
+ * run. Errors (a singular H, A y = 0, a forced NEUMANN that did not converge) are set on ctx.
+ * Exported for tests only. */
+ddn_status ddn_ied_ift_solve_(ddn_ctx *ctx, ddn_ied_ift_path path, int64_t m, const double *A,
+                              const double *y, const double *v, double *k,
+                              ddn_ied_ift_path *used, int64_t *sweeps);
+
 /* UNROLL (ied_unroll.c): PI or SI recorded op by op; A already validated (B, m, m) float;
  * o already validated by ddn_ied_solve's checks. */
 ddn_tensor *ddn_ied_unroll_(ddn_ctx *ctx, ddn_tensor *A, const ddn_ied_opts *o,

@@ -47,8 +47,10 @@ typedef struct ddn_ied_opts {
     bool random_init;      /* start from N(0,1) vectors seeded by seed and the item index;
                             * false: 1/sqrt(m) * ones (SI: QR of [ones, e_1, ..., e_{k-1}]) */
     uint64_t seed;
-    bool check_gap;        /* estimate the second eigenvalue by deflated power iteration on
-                            * P (A + sigma I) P, P = I - y y^T, and flag near ties */
+    bool check_gap;        /* estimate the second eigenvalue on P (A + sigma I) P, P = I - y y^T,
+                            * and flag near ties: Lanczos for symmetric A (19-57 matvecs on the
+                            * paper's input, m = 32-1024; at most 80), power iteration otherwise
+                            * (at most 200) */
     double tie_tol;        /* tied when gap_ratio >= 1 - tie_tol */
     bool strict;           /* non-convergence of any item -> DDN_ERR_NOT_CONVERGED */
 } ddn_ied_opts;
@@ -75,6 +77,7 @@ typedef struct ddn_ied_info {
                          * shift, its value (mu - sigma) with the shift; 0 when m = 1 */
     double gap_ratio;   /* check_gap: |lambda2 + sigma| / |lambda + sigma|, the iteration's
                          * convergence ratio; 0 when m = 1 or unchecked */
+    int64_t gap_steps;  /* check_gap: the estimate's matvecs with A (Lanczos or power steps) */
     double shift;       /* sigma used (0 without the shift) */
     double fpd;         /* ||y - A y / ||A y|| || (Eq. 42) */
     double eigen_dist;  /* ||A y - lambda y|| (Eq. 43) */

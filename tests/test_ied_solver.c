@@ -427,6 +427,62 @@ static void test_ties(void **state)
     ddn_ctx_free(ctx);
 }
 
+/* ---- the gap check (ied_gap: Lanczos / Arnoldi on the deflated operator) ----------------------
+ * Its estimate decides ties at tie_tol (1e-3: tied when |lambda_2 / lambda| >= 0.999), so it is
+ * checked right next to the threshold on both sides; and on the paper's matrices, what it costs
+ * (matvecs: the power iteration it replaced took 70-200) and how close it is to syevd. */
+static void test_gap_check(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = test_ctx();
+    ddn_rng rng;
+    ddn_rng_seed(&rng, 181);
+    enum { m = 40 };
+    for (int c = 0; c < 2; c++)
+        for (int d = 0; d < 2; d++) {
+            const ddn_dtype dt = d ? DDN_DTYPE_F32 : DDN_DTYPE_F64;
+            double l[m], A[m * m], y[m], lam;
+            l[0] = 1, l[1] = c ? 0.998 : 0.9995; /* the rest spread over [-0.5, 0.5] */
+            for (int i = 2; i < m; i++) l[i] = 0.5 - (double)(i - 2) / (m - 3);
+            with_spectrum(&rng, m, l, A);
+            ddn_ied_opts o = DDN_IED_OPTS_DEFAULT;
+            o.max_iter = 200000; /* PI itself converges at rate 0.9995 */
+            ddn_ied_info info;
+            assert_ok(ctx, solve(ctx, dt, 1, m, A, &o, y, &lam, &info));
+            if (!(fabs(info.gap_ratio - l[1]) < 1e-4 && info.tied == (c == 0)))
+                fail_msg("%s, lambda_2 = %g: gap ratio %.6f, tied %d (%lld steps)",
+                         ddn_dtype_name(dt), l[1], info.gap_ratio, info.tied,
+                         (long long)info.gap_steps);
+            print_message("%s lambda_2 = %g: gap ratio %.7f, tied %d, %lld steps (PI: %lld "
+                          "iterations)\n", ddn_dtype_name(dt), l[1], info.gap_ratio, info.tied,
+                          (long long)info.gap_steps, (long long)info.iterations);
+        }
+    const int ms[] = {64, 256};
+    for (int mi = 0; mi < 2; mi++)
+        for (int d = 0; d < 2; d++) {
+            enum { B = 3 };
+            const int n = ms[mi];
+            const ddn_dtype dt = d ? DDN_DTYPE_F32 : DDN_DTYPE_F64;
+            double *A = malloc(sizeof(double) * B * n * n), *y = malloc(sizeof(double) * B * n);
+            double *w = malloc(sizeof(double) * n), *Z = malloc(sizeof(double) * n * n), lam[B];
+            for (int b = 0; b < B; b++) sym_abs(&rng, n, A + b * n * n);
+            ddn_ied_info info[B];
+            assert_ok(ctx, solve(ctx, dt, B, n, A, NULL, y, lam, info));
+            for (int b = 0; b < B; b++) {
+                syevd_ref(n, A + b * n * n, w, Z);
+                double want = fmax(fabs(w[0]), fabs(w[n - 2])) / w[n - 1];
+                double e = fabs(info[b].gap_ratio - want) / want;
+                print_message("%s m=%3d item %d: gap ratio %.6f (syevd %.6f, rel. diff %.1e) in "
+                              "%lld steps\n", ddn_dtype_name(dt), n, b, info[b].gap_ratio, want,
+                              e, (long long)info[b].gap_steps);
+                assert_true(e < 1e-3 && !info[b].tied);
+                assert_true(info[b].gap_steps >= 4 && info[b].gap_steps <= 60);
+            }
+            free(A), free(y), free(w), free(Z);
+        }
+    ddn_ctx_free(ctx);
+}
+
 /* ---- degenerate input, options, reproducibility ------------------------------------------- */
 static void test_degenerate_and_options(void **state)
 {
@@ -547,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_nonsymmetric_f64),
         cmocka_unit_test(test_nonsymmetric_f32),
         cmocka_unit_test(test_ties),
+        cmocka_unit_test(test_gap_check),
         cmocka_unit_test(test_degenerate_and_options),
         cmocka_unit_test(test_random_init_and_batch),
     };
