@@ -9,67 +9,29 @@
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "test_util.h"
 
 #ifndef DDN_CLI_PATH
 #error "DDN_CLI_PATH must name the built ddn binary (tests/CMakeLists.txt sets it)"
 #endif
 
-extern char **environ;
 
 static char tmpdir[256];
 
 /* ---- running the program ---------------------------------------------------------------------- */
-typedef struct run_result {
-    int code;        /* exit status; -1 when killed by a signal */
-    char out[8192];  /* stdout (truncated) */
-    char err[8192];  /* stderr (truncated) */
-    int err_lines;
-} run_result;
-
-static void slurp(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    size_t got = f ? fread(buf, 1, n - 1, f) : 0;
-    buf[got] = '\0';
-    if (f) fclose(f);
-}
+typedef cli_result run_result;
 
 /* Runs DDN_CLI_PATH with the NULL-terminated arguments. */
 static run_result run_args(const char *const *args)
 {
-    static run_result r;
-    const char *argv[64] = {DDN_CLI_PATH};
-    int n = 1;
-    for (; args[n - 1]; n++) argv[n] = args[n - 1];
-    argv[n] = NULL;
-    char out[320], err[320];
-    snprintf(out, sizeof out, "%s/stdout.txt", tmpdir);
-    snprintf(err, sizeof err, "%s/stderr.txt", tmpdir);
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    int rc = posix_spawn(&pid, DDN_CLI_PATH, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    slurp(out, r.out, sizeof r.out);
-    slurp(err, r.err, sizeof r.err);
-    r.err_lines = 0;
-    for (const char *p = r.err; *p; p++) r.err_lines += *p == '\n';
-    return r;
+    return *cli_finish(cli_spawn(DDN_CLI_PATH, tmpdir, args), tmpdir);
 }
 #define RUN(...) run_args((const char *const[]){__VA_ARGS__, NULL})
 

@@ -10,22 +10,20 @@
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "test_util.h"
 
 #ifndef DDN_CLI_PATH
 #error "DDN_CLI_PATH must name the built ddn binary (tests/CMakeLists.txt sets it)"
 #endif
 
-extern char **environ;
 static char tmpdir[256];
 
 static const char *tmp(const char *name)
@@ -44,51 +42,10 @@ static bool have_data(void)
     return false;
 }
 
-typedef struct run_result {
-    int code;
-    char out[16384], err[4096];
-    int err_lines;
-} run_result;
+typedef cli_result run_result;
 
-static void slurp(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    size_t got = f ? fread(buf, 1, n - 1, f) : 0;
-    buf[got] = '\0';
-    if (f) fclose(f);
-}
-
-static pid_t spawn(const char *const *args)
-{
-    const char *argv[64] = {DDN_CLI_PATH};
-    int n = 1;
-    for (; args[n - 1]; n++) argv[n] = args[n - 1];
-    argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    posix_spawn_file_actions_addopen(&fa, 1, tmp("stdout.txt"), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0600);
-    posix_spawn_file_actions_addopen(&fa, 2, tmp("stderr.txt"), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0600);
-    pid_t pid;
-    int rc = posix_spawn(&pid, DDN_CLI_PATH, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    return pid;
-}
-
-static run_result *finish(pid_t pid)
-{
-    static run_result r;
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    slurp(tmp("stdout.txt"), r.out, sizeof r.out);
-    slurp(tmp("stderr.txt"), r.err, sizeof r.err);
-    r.err_lines = 0;
-    for (const char *p = r.err; *p; p++) r.err_lines += *p == '\n';
-    return &r;
-}
+static pid_t spawn(const char *const *args) { return cli_spawn(DDN_CLI_PATH, tmpdir, args); }
+static run_result *finish(pid_t pid) { return cli_finish(pid, tmpdir); }
 #define RUN(...) finish(spawn((const char *const[]){__VA_ARGS__, NULL}))
 
 static void expect_success(const run_result *r)
@@ -181,7 +138,7 @@ static void test_eval(void **state)
     expect_success(RUN("train", TINY, "--steps", "4", "--out", out));
     char png[400], sig[8] = "";
     snprintf(png, sizeof png, "%s/plot.png", out);
-    slurp(png, sig, sizeof sig);
+    cli_slurp(png, sig, sizeof sig);
     assert_memory_equal(sig, "\x89PNG\r\n\x1a", 7);
     run_result *r = RUN("eval", "--checkpoint", ck, "--test-subset", "50", "--batch", "16",
                         "--export-features", feat);
@@ -217,7 +174,7 @@ static void test_sigint(void **state)
                                             "--log-every", "1", NULL});
     char text[4096];
     for (int k = 0; k < 6000; k++) { /* up to a minute for the first log line */
-        slurp(tmp("stdout.txt"), text, sizeof text);
+        cli_slurp(tmp("stdout.txt"), text, sizeof text);
         if (strstr(text, "\nstep ")) break;
         nanosleep(&(struct timespec){0, 10000000}, NULL);
     }
