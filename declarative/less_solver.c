@@ -201,6 +201,18 @@ static void less_exact_item(ddn_dtype dtype, int64_t m, int64_t n, const void *A
 }
 
 /* ---- options ------------------------------------------------------------------------------- */
+const unsigned ddn_less_table4[DDN_LESS_TABLE4_COUNT] = {
+    DDN_LESS_PGD,
+    DDN_LESS_PGD | DDN_LESS_DW,
+    DDN_LESS_PGD | DDN_LESS_RM,
+    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_ONE,
+    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_ONE | DDN_LESS_DW,
+    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_GRAD,
+    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_GRAD | DDN_LESS_DW,
+    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_TWD,
+    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_TWD | DDN_LESS_DW,
+};
+
 const char *ddn_less_method_name(unsigned method, char *buf, size_t size)
 {
     if (!buf || size == 0) return "";

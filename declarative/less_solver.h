@@ -86,6 +86,11 @@ ddn_status ddn_less_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, i
                           const void *A, const void *b, void *y, const ddn_less_opts *opts,
                           ddn_less_info *info);
 
+/* The method rows of the paper's Table 4, in its order (PGD, +DW, +RM, +RM+BLSOne[+DW],
+ * +RM+BLSGrad[+DW], +RM+TWD[+DW]): what `ddn bench` and the tests run. */
+#define DDN_LESS_TABLE4_COUNT 9
+extern const unsigned ddn_less_table4[DDN_LESS_TABLE4_COUNT];
+
 /* Writes the name of a method set, e.g. "PGD+RM+BLSOne+DW" or "EXACT", into buf; returns buf. */
 const char *ddn_less_method_name(unsigned method, char *buf, size_t size);
 

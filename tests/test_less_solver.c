@@ -128,18 +128,6 @@ static double fro(const double *A, int64_t n)
     return norm(A, (int)n);
 }
 
-static const unsigned table4_methods[] = {
-    DDN_LESS_PGD,
-    DDN_LESS_PGD | DDN_LESS_DW,
-    DDN_LESS_PGD | DDN_LESS_RM,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_ONE,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_ONE | DDN_LESS_DW,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_GRAD,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_GRAD | DDN_LESS_DW,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_TWD,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_TWD | DDN_LESS_DW,
-};
-#define N_TABLE4 ((int)(sizeof table4_methods / sizeof table4_methods[0]))
 
 static ddn_less_opts opts_for(unsigned method)
 {
@@ -302,7 +290,8 @@ static void exact_shapes(ddn_dtype dt)
         int m = sc->m, n = sc->n, B = 3;
         double *A = calloc((size_t)B * m * n, sizeof(double)), *b = malloc(sizeof(double) * B * m);
         double *y = malloc(sizeof(double) * B * n), *yi = malloc(sizeof(double) * B * n);
-        double *L = malloc(sizeof(double) * m * sc->rank), *R = malloc(sizeof(double) * sc->rank * n);
+        double *L = malloc(sizeof(double) * m * sc->rank),
+               *R = malloc(sizeof(double) * sc->rank * n);
         float *Af = malloc(sizeof(float) * B * m * n), *bf = malloc(sizeof(float) * B * m);
         float *yf = malloc(sizeof(float) * B * n);
         for (int k = 0; k < B; k++) {
@@ -371,8 +360,8 @@ static void iterative_vs_exact(ddn_dtype dt)
     ddn_less_opts oe = opts_for(DDN_LESS_EXACT);
     assert_ok(ctx, ddn_less_solve(ctx, DDN_DTYPE_F64, K, m, n, A, b, ye, &oe, info));
     for (int k = 0; k < K; k++) fe[k] = objective(A + k * m * n, b + k * m, ye + k * n, m, n);
-    for (int mi = 0; mi < N_TABLE4; mi++) {
-        unsigned meth = table4_methods[mi];
+    for (int mi = 0; mi < DDN_LESS_TABLE4_COUNT; mi++) {
+        unsigned meth = ddn_less_table4[mi];
         ddn_less_opts o = opts_for(meth);
         /* float64: stop on |df| <= 1e-12 so that a converged run is within
          * 1e-12 rho / (1 - rho) <= 1e-9 of its limit for any rate rho <= 0.999; float32: the
@@ -594,9 +583,8 @@ typedef struct table_row {
     double mre;
 } table_row;
 
-static void table_run(ddn_ctx *ctx, ddn_dtype dt, int m, int n, table_row rows[N_TABLE4],
-                      int *n_inner)
-{
+static void table_run(ddn_ctx *ctx, ddn_dtype dt, int m, int n,
+                      table_row rows[DDN_LESS_TABLE4_COUNT], int *n_inner) {
     enum { K = 200 };
     ddn_rng rng;
     ddn_rng_seed(&rng, 1000 + m);
@@ -615,8 +603,8 @@ static void table_run(ddn_ctx *ctx, ddn_dtype dt, int m, int n, table_row rows[N
         fe[k] = info[k].fpd;
         *n_inner += info[k].inner;
     }
-    for (int mi = 0; mi < N_TABLE4; mi++) {
-        ddn_less_opts o = opts_for(table4_methods[mi]);
+    for (int mi = 0; mi < DDN_LESS_TABLE4_COUNT; mi++) {
+        ddn_less_opts o = opts_for(ddn_less_table4[mi]);
         if (dt == DDN_DTYPE_F64)
             assert_ok(ctx, ddn_less_solve(ctx, dt, K, m, n, A, b, y, &o, info));
         else
@@ -639,16 +627,16 @@ static void table_run(ddn_ctx *ctx, ddn_dtype dt, int m, int n, table_row rows[N
 static void table_check(ddn_dtype dt)
 {
     ddn_ctx *ctx = test_ctx();
-    table_row t2[N_TABLE4], t64[N_TABLE4];
+    table_row t2[DDN_LESS_TABLE4_COUNT], t64[DDN_LESS_TABLE4_COUNT];
     int in2, in64;
     table_run(ctx, dt, 2, 2, t2, &in2);
     table_run(ctx, dt, 64, 32, t64, &in64);
     print_message("mini Table 4, %s, 200 samples (2x2: %d inner; 64x32: %d inner); failures "
                   "in/out, Imp. (FPD <= exact * (1 + 1e-9)), MRE %% vs exact\n",
                   ddn_dtype_name(dt), in2, in64);
-    for (int mi = 0; mi < N_TABLE4; mi++) {
+    for (int mi = 0; mi < DDN_LESS_TABLE4_COUNT; mi++) {
         char name[64];
-        ddn_less_method_name(table4_methods[mi], name, sizeof name);
+        ddn_less_method_name(ddn_less_table4[mi], name, sizeof name);
         print_message("  %-18s 2x2 %3d/%3d imp %3d mre %7.3f | 64x32 %3d/%3d imp %3d mre %7.4f\n",
                       name, t2[mi].in, t2[mi].out, t2[mi].imp, t2[mi].mre, t64[mi].in,
                       t64[mi].out, t64[mi].imp, t64[mi].mre);

@@ -17,19 +17,6 @@
 
 #define CMD "bench"
 
-/* The method rows of Table 4, in the paper's order. */
-static const unsigned table4[] = {
-    DDN_LESS_PGD,
-    DDN_LESS_PGD | DDN_LESS_DW,
-    DDN_LESS_PGD | DDN_LESS_RM,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_ONE,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_ONE | DDN_LESS_DW,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_GRAD,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_BLS_GRAD | DDN_LESS_DW,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_TWD,
-    DDN_LESS_PGD | DDN_LESS_RM | DDN_LESS_TWD | DDN_LESS_DW,
-};
-#define N_TABLE4 ((int)(sizeof table4 / sizeof table4[0]))
 
 static double load(const void *p, ddn_dtype dt, int64_t i)
 {
@@ -160,7 +147,8 @@ static int read_scipy(ddn_ctx *ctx, const bench_cfg *c, effect_set *s, int64_t *
     ddn_st_file *f = NULL;
     if (ddn_safetensors_open(ctx, path, &f) != DDN_OK) return cli_ctx_error(CMD, ctx);
     int rc = -1;
-    const char *seed = ddn_safetensors_metadata(f, "seed"), *n = ddn_safetensors_metadata(f, "samples");
+    const char *seed = ddn_safetensors_metadata(f, "seed"),
+               *n = ddn_safetensors_metadata(f, "samples");
     const char *t = ddn_safetensors_metadata(f, "time_s");
     if (!seed || !n || atoll(seed) != c->seed || atoll(n) != s->N) {
         rc = cli_error(CMD, CLI_EXIT_FAIL, "%s was made for other problems (seed %s, samples %s; "
@@ -269,16 +257,16 @@ static int effect_size(ddn_ctx *ctx, const bench_cfg *c, int64_t m, int64_t n)
         print_row(&s, "SciPy SLSQP", fin, fout, t_scipy, NAN, NULL);
         s.fpd = keep;
     }
-    for (int r = 0; r < N_TABLE4; r++) {
+    for (int r = 0; r < DDN_LESS_TABLE4_COUNT; r++) {
         char name[64];
-        double t = solve_all(ctx, &s, table4[r], err, sizeof err);
+        double t = solve_all(ctx, &s, ddn_less_table4[r], err, sizeof err);
         int fin = 0, fout = 0;
         double it = 0;
         for (size_t i = 0; i < N; i++) {
             if (!s.info[i].converged) fin += s.inner[i], fout += !s.inner[i];
             it += (double)s.info[i].iterations;
         }
-        print_row(&s, ddn_less_method_name(table4[r], name, sizeof name), fin, fout, t,
+        print_row(&s, ddn_less_method_name(ddn_less_table4[r], name, sizeof name), fin, fout, t,
                   it / (double)N, err[0] ? err : NULL);
     }
     /* The reference itself, for its time (its Imp. and MRE are N and 0 by definition). */
@@ -310,7 +298,8 @@ int bench_less_effect(const bench_cfg *c)
     return rc < 0 ? 0 : rc;
 }
 
-/* ---- Table 2: backward cost ------------------------------------------------------------------- */
+/* ---- Table 2: backward cost -------------------------------------------------------------------
+ */
 typedef struct back_user {
     ddn_tensor *A, *b;
     ddn_less_opts o;
@@ -348,7 +337,8 @@ static int backward_size(const bench_cfg *c, int64_t B, int64_t m, int64_t n)
     static const char *const names[] = {"E (closed form)", "J (explicit Jacobian)", "unroll"};
     ddn_dtype dt = c->dtype == DT_F32 ? DDN_DTYPE_F32 : DDN_DTYPE_F64;
     size_t es = ddn_dtype_size(dt);
-    double *A = malloc(sizeof(double) * (size_t)(B * m * n)), *b = malloc(sizeof(double) * (size_t)(B * m));
+    double *A = malloc(sizeof(double) * (size_t)(B * m * n)),
+           *b = malloc(sizeof(double) * (size_t)(B * m));
     double *v = malloc(sizeof(double) * (size_t)(B * n));
     double *dA[3] = {malloc(sizeof(double) * (size_t)(B * m * n)),
                      malloc(sizeof(double) * (size_t)(B * m * n)),
