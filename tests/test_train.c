@@ -86,6 +86,39 @@ static void expect_same_file(const char *a, const char *b)
     if (!same) fail_msg("%s and %s differ", a, b);
 }
 
+/* Every tensor of two checkpoints byte for byte, and their metadata but "ddn.elapsed" (wall-clock
+ * seconds, which differ between any two runs). */
+static void expect_same_checkpoint(const char *a, const char *b)
+{
+    ddn_ctx *ctx = ddn_ctx_new(DDN_DEVICE_CPU, NULL);
+    ddn_st_file *fa = NULL, *fb = NULL;
+    assert_int_equal(ddn_safetensors_open(ctx, a, &fa), DDN_OK);
+    assert_int_equal(ddn_safetensors_open(ctx, b, &fb), DDN_OK);
+    int64_t n = ddn_safetensors_count(fa);
+    assert_int_equal(n, ddn_safetensors_count(fb));
+    for (int64_t i = 0; i < n; i++) {
+        const char *name = ddn_safetensors_name(fa, i);
+        ddn_tensor *x = ddn_safetensors_get(ctx, fa, name), *y = ddn_safetensors_get(ctx, fb, name);
+        if (!x || !y) fail_msg("%s: '%s' missing from one of %s, %s", name, name, a, b);
+        size_t bytes = (size_t)ddn_tensor_numel(x) * ddn_dtype_size(x->dtype);
+        if (x->dtype != y->dtype || ddn_tensor_numel(x) != ddn_tensor_numel(y) ||
+            memcmp(x->data, y->data, bytes) != 0)
+            fail_msg("'%s' differs between %s and %s", name, a, b);
+    }
+    static const char *const keys[] = {"ddn.arch", "ddn.batch", "ddn.seed", "optim.ddn.lr",
+                                       "optim.ddn.hyper"};
+    for (int k = 0; k < 5; k++) {
+        const char *va = ddn_safetensors_metadata(fa, keys[k]);
+        const char *vb = ddn_safetensors_metadata(fb, keys[k]);
+        assert_non_null(va);
+        assert_non_null(vb);
+        assert_string_equal(va, vb);
+    }
+    assert_non_null(ddn_safetensors_metadata(fa, "ddn.elapsed"));
+    ddn_safetensors_close(fa), ddn_safetensors_close(fb);
+    ddn_ctx_free(ctx);
+}
+
 #define TINY "--arch", "resnet18", "--width", "0.0625", "--head", "ied", "--m", "4", \
              "--train-subset", "200", "--test-subset", "64", "--batch", "16", "--threads", "2"
 
@@ -109,7 +142,7 @@ static void test_resume_is_exact(void **state)
     snprintf(pb, sizeof pb, "%s/model.safetensors", b);
     expect_same_file(pa, pb);
     snprintf(pa, sizeof pa, "%s/checkpoint.safetensors", a);
-    expect_same_file(pa, ck);
+    expect_same_checkpoint(pa, ck);
     snprintf(pa, sizeof pa, "%s/metrics.csv", a);
     snprintf(pb, sizeof pb, "%s/metrics.csv", b);
     expect_same_file(pa, pb);
@@ -161,6 +194,46 @@ static void test_eval(void **state)
     /* Not a ddn train file: one line. */
     expect_failure(RUN("eval", "--checkpoint", feat), 1, "not a checkpoint");
     expect_failure(RUN("eval"), 2, "--checkpoint");
+}
+
+/* --schedule cosine over --time-budget: the rate starts at the base and ends near zero when the
+ * budget is spent; a run stopped by the budget still reports test accuracy; the budget counts
+ * across resumes (a resumed run with the budget spent takes no step). */
+static void test_time_budget_cosine(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], csv[400], ck[400];
+    snprintf(out, sizeof out, "%s", tmp("budget"));
+    snprintf(csv, sizeof csv, "%s/metrics.csv", out);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+    run_result *r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--out", out);
+    expect_success(r);
+    const char *fin = strstr(r->out, "final at step ");
+    assert_non_null(fin);
+    long steps = strtol(fin + strlen("final at step "), NULL, 10);
+    assert_true(steps >= 3);
+    static char text[1 << 20];
+    cli_slurp(csv, text, sizeof text);
+    double first_lr = -1, last_lr = -1;
+    int rows = 0;
+    for (char *line = strchr(text, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        long step, epoch;
+        double loss, lr;
+        if (sscanf(line + 1, "%ld,%ld,%lf,%lf", &step, &epoch, &loss, &lr) != 4) continue;
+        if (first_lr < 0) first_lr = lr;
+        last_lr = lr, rows++;
+    }
+    assert_int_equal(rows, steps);
+    if (!(first_lr > 0.04 && first_lr <= 0.05 && last_lr < 0.25 * 0.05))
+        fail_msg("cosine over the budget: lr %g at the first step, %g at the last", first_lr,
+                 last_lr);
+    r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--out", out, "--resume",
+            ck);
+    expect_success(r);
+    char done[64];
+    snprintf(done, sizeof done, "done at step %ld:", steps);
+    if (!strstr(r->out, done)) fail_msg("expected no further step; got: %s", r->out);
 }
 
 static void test_sigint(void **state)
@@ -253,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_time_budget_cosine),
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_nan_loss),
     };

@@ -42,12 +42,15 @@ static const char help[] =
     "  --image-size N      input side (default 32)\n"
     "  --train-subset N    use the first N training images; --test-subset N likewise\n"
     "training:\n"
-    "  --epochs N | --steps N | --time-budget SECONDS   (default 1 epoch)\n"
+    "  --epochs N | --steps N | --time-budget SECONDS   (default 1 epoch; the budget\n"
+    "                      counts training time across resumes, evaluation included)\n"
     "  --batch N           (default 64)\n"
     "  --optimizer O       sgd (default) | adam | adamw\n"
     "  --lr X (0.05 sgd, 1e-3 adam)  --momentum X (0.9)  --weight-decay X (0; adamw 1e-2)\n"
     "  --schedule S        none (default) | step | cosine; --warmup N steps;\n"
-    "                      --lr-step N (step: decay x0.1 every N steps, default one epoch)\n"
+    "                      --lr-step N (step: decay x0.1 every N steps, default one epoch);\n"
+    "                      cosine runs over --steps/--epochs, or else over --time-budget\n"
+    "                      (the rate follows the fraction of the budget spent)\n"
     "  --seed N            initialisation and shuffling (default 0)\n"
     "  --threads N         CPU threads\n"
     "  --out DIR           output directory (created)\n"
@@ -165,24 +168,22 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     if (!c->has_lr) c->lr = c->optimizer == 0 ? 0.05 : 1e-3;
     if (!c->has_wd && c->optimizer == 2) c->wd = 1e-2;
     if (!c->epochs && !c->steps && !(c->time_budget > 0)) c->epochs = 1;
-    if (c->schedule == 2 && !c->epochs && !c->steps)
-        return cli_error(CMD, CLI_EXIT_USAGE, "--schedule cosine needs --steps or --epochs (its "
-                         "length)");
     return -1;
 }
 
 /* ---- metrics --------------------------------------------------------------------------------- */
 /* On resume, rows past the checkpoint's step are dropped (a run may have gone on after its last
- * checkpoint), so the file reads as one uninterrupted run; so is the test-accuracy row at that
- * step when the checkpoint was taken before its epoch's end was seen (epoch_pending: the resumed
- * run evaluates again and writes it). */
+ * checkpoint), so the file reads as one uninterrupted run; so is a test-accuracy row at that
+ * step unless it is the end of an epoch already evaluated (keep_eval: the loader stands at the
+ * start of the next epoch). A checkpoint taken before its epoch's end was seen is re-evaluated by
+ * the resumed run; a mid-epoch row is the "final" evaluation of the run that stopped there. */
 static bool is_epoch_row(const char *line)
 {
     const char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
     return c2 && c2[1] == ',';
 }
 
-static FILE *metrics_open(const char *out, int64_t resume_step, bool epoch_pending)
+static FILE *metrics_open(const char *out, int64_t resume_step, bool keep_eval)
 {
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/metrics.csv", out);
@@ -201,7 +202,7 @@ static FILE *metrics_open(const char *out, int64_t resume_step, bool epoch_pendi
     char line[512];
     while (in && fgets(line, sizeof line, in))
         if (line[0] >= '0' && line[0] <= '9' && strtoll(line, NULL, 10) <= resume_step &&
-            !(epoch_pending && strtoll(line, NULL, 10) == resume_step && is_epoch_row(line)))
+            !(!keep_eval && strtoll(line, NULL, 10) == resume_step && is_epoch_row(line)))
             fputs(line, o);
     if (in) fclose(in);
     if (fclose(o) != 0 || rename(tmp, path) != 0) return NULL;
@@ -220,18 +221,23 @@ typedef struct run {
     char ckpt[4200], model_path[4200];
     bool have_ckpt;
     train_state ts;
+    double t0;             /* cli_now() - t0 = training seconds, earlier runs of a resume included */
+    double elapsed0;       /* seconds spent before this process (checkpoint "ddn.elapsed") */
+    int64_t evaluated_at;  /* step of the last test evaluation, -1 before any */
 } run;
 
 static int save_checkpoint(run *r)
 {
     r->ts.rng = *ddn_ctx_rng(r->ctx);
     r->ts.loader = ddn_loader_get_state(r->ld);
-    char bs[32], seed[32];
+    char bs[32], seed[32], elapsed[32];
     snprintf(bs, sizeof bs, "%" PRId64, r->c->batch);
     snprintf(seed, sizeof seed, "%" PRId64, r->c->seed);
+    snprintf(elapsed, sizeof elapsed, "%.3f", cli_now() - r->t0);
     const char *extra[] = {"ddn.batch", bs, "ddn.seed", seed,
-                           "ddn.freeze_backbone", r->c->freeze ? "1" : "0"};
-    if (checkpoint_save(r->ctx, r->ckpt, &r->m, r->opt, &r->ts, 3, extra) != DDN_OK)
+                           "ddn.freeze_backbone", r->c->freeze ? "1" : "0",
+                           "ddn.elapsed", elapsed};
+    if (checkpoint_save(r->ctx, r->ckpt, &r->m, r->opt, &r->ts, 4, extra) != DDN_OK)
         return cli_error(CMD, CLI_EXIT_FAIL, "cannot write checkpoint: %s%s",
                          ddn_ctx_errmsg(r->ctx), r->have_ckpt ? " (the previous one is kept)" : "");
     r->have_ckpt = true;
@@ -250,6 +256,9 @@ static int resume(run *r)
     const char *bs = ddn_safetensors_metadata(f, "ddn.batch");
     const char *opt_kind = ddn_safetensors_metadata(f, "optim.ddn.optimizer");
     const char *frozen = ddn_safetensors_metadata(f, "ddn.freeze_backbone");
+    const char *elapsed = ddn_safetensors_metadata(f, "ddn.elapsed"); /* absent before 2026-11 */
+    double e = elapsed ? strtod(elapsed, NULL) : 0;
+    r->elapsed0 = isfinite(e) && e > 0 ? e : 0;
     const char *what = NULL;
     if (!rc) {
         if (fc.arch != mc->arch) what = "--arch";
@@ -339,25 +348,27 @@ static int setup(run *r)
     if (!r->ld) return cli_ctx_error(CMD, r->ctx);
     ddn_rng_seed(ddn_ctx_rng(r->ctx), (uint64_t)c->seed);
     if (c->resume && (rc = resume(r))) return rc;
-    r->metrics = metrics_open(c->out, c->resume ? r->ts.step : -1,
-                              r->ts.loader.position >= r->ts.loader.n_items);
+    r->metrics = metrics_open(c->out, c->resume ? r->ts.step : -1, r->ts.loader.position == 0);
     if (!r->metrics)
         return cli_error(CMD, CLI_EXIT_FAIL, "cannot write %s/metrics.csv: %s", c->out,
                          strerror(errno));
     return 0;
 }
 
-static void progress(const run *r, int64_t total, double loss, double acc, double ips,
-                     double eta, bool tty)
+/* done: the fraction of the run behind us (steps or time budget), for the bar. */
+static void progress(const run *r, int64_t total, double done, double loss, double acc,
+                     double ips, double eta, bool tty)
 {
     int64_t step = r->ts.step, epoch = ddn_loader_epoch(r->ld) + 1;
     if (tty) {
         char bar[31] = "";
-        int fill = total > 0 ? (int)(30 * (double)step / (double)total) : 0;
+        int fill = (int)(30 * (done < 0 ? 0 : done > 1 ? 1 : done));
         for (int k = 0; k < 30; k++) bar[k] = k < fill ? '#' : '.';
         bar[30] = '\0';
-        fprintf(stderr, "\r[%s] step %" PRId64 "/%" PRId64 " epoch %" PRId64 " loss %.4f acc "
-                "%.1f%% %.0f img/s ETA %.0fs   ", bar, step, total, epoch, loss, acc, ips, eta);
+        char of[32] = ""; /* "/total" when the run is counted in steps */
+        if (total > 0) snprintf(of, sizeof of, "/%" PRId64, total);
+        fprintf(stderr, "\r[%s] step %" PRId64 "%s epoch %" PRId64 " loss %.4f acc %.1f%% "
+                "%.0f img/s ETA %.0fs   ", bar, step, of, epoch, loss, acc, ips, eta);
         fflush(stderr);
     } else {
         printf("step %" PRId64 " epoch %" PRId64 " loss %.4f acc %.2f%% %.1f img/s eta %.0fs\n",
@@ -376,6 +387,35 @@ static int step_error(const run *r, const char *what)
                      : "no checkpoint was written", r->have_ckpt ? r->ckpt : "");
 }
 
+/* Test accuracy now: printed, and a metrics row with an empty loss (the plot's accuracy curve). */
+static int evaluate(run *r, const char *when, bool mid_epoch)
+{
+    ddn_ctx *ctx = r->ctx;
+    int64_t K = r->c->model.num_classes, *conf = malloc((size_t)(K * K) * 8);
+    double acc = conf ? model_evaluate(ctx, &r->m, r->test, r->c->batch, conf, NULL, 0) : -1;
+    free(conf);
+    if (acc < 0) return conf ? cli_ctx_error(CMD, ctx) : cli_error(CMD, 1, "out of memory");
+    int64_t epoch = ddn_loader_epoch(r->ld) + mid_epoch; /* mid-epoch: the one under way */
+    printf("%s at step %" PRId64 ": test accuracy %.2f%%\n", when, r->ts.step, acc);
+    fflush(stdout);
+    fprintf(r->metrics, "%" PRId64 ",%" PRId64 ",,%.9g,%.4f\n", r->ts.step, epoch,
+            ddn_optim_lr(r->opt), acc);
+    fflush(r->metrics);
+    r->evaluated_at = r->ts.step;
+    return 0;
+}
+
+/* With --schedule cosine and neither --steps nor --epochs the cosine's length is the time budget:
+ * after the warm-up its position is the fraction of the budget spent, on a grid of TIME_TICKS
+ * virtual steps. Such a run follows the clock, so its resume is not bit-exact. */
+#define TIME_TICKS 100000
+static double lr_now(const ddn_lr_schedule *s, int64_t step, bool by_time, double budget_frac)
+{
+    if (!by_time || step < s->warmup_steps) return ddn_lr_at(s, step);
+    double f = budget_frac < 0 ? 0 : budget_frac > 1 ? 1 : budget_frac;
+    return ddn_lr_at(s, s->warmup_steps + (int64_t)(f * TIME_TICKS));
+}
+
 static int train_loop(run *r)
 {
     train_cfg *c = r->c;
@@ -388,41 +428,34 @@ static int train_loop(run *r)
     if (c->schedule == 1)
         sched.decay = DDN_LR_STEP, sched.gamma = 0.1,
         sched.step_size = c->lr_step ? c->lr_step : per_epoch;
+    bool by_time = c->schedule == 2 && !total && c->time_budget > 0;
     if (c->schedule == 2)
-        sched.decay = DDN_LR_COSINE, sched.t_max = total > c->warmup ? total - c->warmup : 1;
+        sched.decay = DDN_LR_COSINE,
+        sched.t_max = by_time ? TIME_TICKS : total > c->warmup ? total - c->warmup : 1;
     if (ddn_lr_schedule_check(ctx, &sched) != DDN_OK) return cli_ctx_error(CMD, ctx);
-    double t0 = cli_now(), loss_sum = 0, win_t = t0, last_bar = 0;
+    double t_start = cli_now(), loss_sum = 0, win_t = t_start, last_bar = 0;
+    r->t0 = t_start - r->elapsed0;
     int64_t win_n = 0, win_correct = 0, win_images = 0, start = r->ts.step;
     int64_t *pred = malloc((size_t)c->batch * 8), *truth = malloc((size_t)c->batch * 8);
     int rc = pred && truth ? 0 : cli_error(CMD, CLI_EXIT_FAIL, "out of memory");
     bool train_mode = !c->freeze;
     while (!rc) {
         if (c->steps && r->ts.step >= c->steps) break;
-        if (c->time_budget > 0 && cli_now() - t0 >= c->time_budget) break;
+        if (c->time_budget > 0 && cli_now() - r->t0 >= c->time_budget) break;
         ddn_tensor *x = NULL, *y = NULL;
         if (ddn_loader_next(r->ld, &x, &y) != DDN_OK) {
             rc = step_error(r, NULL);
             break;
         }
         if (!x) { /* end of an epoch: test accuracy */
-            int64_t K = c->model.num_classes, *conf = malloc((size_t)(K * K) * 8);
-            double acc = conf ? model_evaluate(ctx, &r->m, r->test, c->batch, conf, NULL, 0) : -1;
-            free(conf);
-            if (acc < 0) {
-                rc = cli_ctx_error(CMD, ctx);
-                break;
-            }
+            char when[48];
+            snprintf(when, sizeof when, "epoch %" PRId64 " done", ddn_loader_epoch(r->ld));
             if (tty) fputc('\n', stderr);
-            printf("epoch %" PRId64 " done at step %" PRId64 ": test accuracy %.2f%%\n",
-                   ddn_loader_epoch(r->ld), r->ts.step, acc);
-            fflush(stdout);
-            fprintf(r->metrics, "%" PRId64 ",%" PRId64 ",,%.9g,%.4f\n", r->ts.step,
-                    ddn_loader_epoch(r->ld), ddn_optim_lr(r->opt), acc);
-            fflush(r->metrics);
+            if ((rc = evaluate(r, when, false))) break;
             if (c->epochs && !c->steps && ddn_loader_epoch(r->ld) >= c->epochs) break;
             continue;
         }
-        double lr = ddn_lr_at(&sched, r->ts.step);
+        double lr = lr_now(&sched, r->ts.step, by_time, (cli_now() - r->t0) / c->time_budget);
         ddn_optim_set_lr(r->opt, lr);
         ddn_tensor *logits = model_forward(&r->m, x, train_mode, NULL);
         ddn_tensor *loss = logits ? ddn_cross_entropy(ctx, logits, y, DDN_REDUCTION_MEAN) : NULL;
@@ -457,10 +490,12 @@ static int train_loop(run *r)
         if (r->ts.step % c->log_every == 0 || last || bar_due) {
             if (tty) last_bar = cli_now();
             double now = cli_now(), ips = (double)win_images / (now - win_t + 1e-9);
-            double rate = (double)(r->ts.step - start) / (now - t0 + 1e-9);
+            double rate = (double)(r->ts.step - start) / (now - t_start + 1e-9);
             double eta = total > 0 ? (double)(total - r->ts.step) / (rate + 1e-12) : 0;
-            if (c->time_budget > 0) eta = c->time_budget - (now - t0);
-            progress(r, total, loss_sum / (double)win_n,
+            if (c->time_budget > 0) eta = c->time_budget - (now - r->t0);
+            double done = total > 0 ? (double)r->ts.step / (double)total
+                          : c->time_budget > 0 ? (now - r->t0) / c->time_budget : 0;
+            progress(r, total, done, loss_sum / (double)win_n,
                      100.0 * (double)win_correct / (double)win_images, ips, eta, tty);
             fflush(r->metrics);
             if (!tty || r->ts.step % c->log_every == 0)
@@ -479,6 +514,8 @@ static int train_loop(run *r)
     }
     if (tty && !rc) fputc('\n', stderr);
     free(pred), free(truth);
+    /* A run that stopped inside an epoch (--steps, --time-budget) still reports test accuracy. */
+    if (!rc && r->evaluated_at != r->ts.step) rc = evaluate(r, "final", true);
     return rc;
 }
 
@@ -491,7 +528,7 @@ int cmd_train(int argc, char **argv)
     if (rc >= 0) return rc;
     if (c.threads) ddn_set_num_threads((int)c.threads);
     const char *why = NULL;
-    run r = {.c = &c};
+    run r = {.c = &c, .evaluated_at = -1};
     r.ctx = ddn_ctx_new(DDN_DEVICE_CPU, &why);
     if (!r.ctx) return cli_error(CMD, CLI_EXIT_FAIL, "no CPU context: %s", why);
     struct sigaction sa, old;
