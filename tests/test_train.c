@@ -236,6 +236,34 @@ static void test_time_budget_cosine(void **state)
     if (!strstr(r->out, done)) fail_msg("expected no further step; got: %s", r->out);
 }
 
+/* An image folder with a corrupt-file class: by default the bad files are skipped, counted and
+ * reported with their paths (training and test); --strict-data stops at the first, naming it. */
+static void test_image_folder(void **state)
+{
+    (void)state;
+    char out[320], model_path[400];
+    snprintf(out, sizeof out, "%s", tmp("folder"));
+    snprintf(model_path, sizeof model_path, "%s/model.safetensors", out);
+    const char *data = test_data_path("images_bad");
+#define FOLDER "--data", data, "--test-fraction", "0.5", "--arch", "resnet18", "--width", \
+               "0.0625", "--head", "linear", "--batch", "4", "--threads", "2"
+    run_result *r = RUN("train", FOLDER, "--epochs", "1", "--out", out);
+    expect_success(r);
+    assert_non_null(strstr(r->out, "unreadable training image"));
+    assert_non_null(strstr(r->out, "unreadable test image"));
+    assert_non_null(strstr(r->out, "images_bad/bad/"));
+    assert_non_null(strstr(r->out, "plot "));
+    r = RUN("eval", "--checkpoint", model_path, "--data", data, "--test-fraction", "0.5");
+    expect_success(r);
+    assert_non_null(strstr(r->out, "unreadable test image"));
+    assert_non_null(strstr(r->out, "| 2 c |"));
+    expect_failure(RUN("eval", "--checkpoint", model_path, "--data", data, "--test-fraction",
+                       "0.5", "--strict-data"), 1, "images_bad/bad/");
+    expect_failure(RUN("train", FOLDER, "--epochs", "1", "--out", out, "--strict-data"), 1,
+                   "images_bad/bad/");
+#undef FOLDER
+}
+
 static void test_sigint(void **state)
 {
     (void)state;
@@ -327,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_eval),
         cmocka_unit_test(test_time_budget_cosine),
+        cmocka_unit_test(test_image_folder),
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_nan_loss),
     };

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *const train_arch_names[3] = {"resnet18", "resnet34", "resnet50"};
@@ -158,14 +159,40 @@ ddn_status model_load(ddn_ctx *ctx, model *m, const ddn_st_file *f, const char *
 }
 
 /* ---- data ------------------------------------------------------------------------------------ */
-int data_open(ddn_ctx *ctx, const char *cmd, const char *dir, bool train, int64_t subset,
-              ddn_dataset **out)
+static bool is_file(const char *dir, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, R_OK) == 0;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int data_open(ddn_ctx *ctx, const char *cmd, const data_cfg *d, bool train, ddn_dataset **out)
 {
     *out = NULL;
-    ddn_dataset *ds = ddn_dataset_fashion_mnist(ctx, dir, train);
-    if (!ds)
-        return cli_error(cmd, CLI_EXIT_FAIL, "%s (install Debian's dataset-fashion-mnist or pass "
-                         "--data DIR)", ddn_ctx_errmsg(ctx));
+    ddn_dataset *ds = NULL;
+    int64_t subset = train ? d->train_subset : d->test_subset;
+    /* A directory without the IDX files is an image folder; anything else (a missing directory
+     * included) is reported as missing Fashion-MNIST files, the default's likely problem. */
+    if (!d->dir || !is_dir(d->dir) || is_file(d->dir, "train-images-idx3-ubyte.gz")) {
+        ds = ddn_dataset_fashion_mnist(ctx, d->dir, train);
+        if (!ds)
+            return cli_error(cmd, CLI_EXIT_FAIL, "%s (install Debian's dataset-fashion-mnist or "
+                             "pass --data DIR: the IDX files or an image folder)",
+                             ddn_ctx_errmsg(ctx));
+    } else {
+        ddn_dataset *tr = NULL, *te = NULL;
+        if (ddn_dataset_folder_split(ctx, d->dir, NULL, d->test_fraction, DATA_SPLIT_SEED, &tr,
+                                     &te) != DDN_OK)
+            return cli_error(cmd, CLI_EXIT_FAIL, "--data %s: %s", d->dir, ddn_ctx_errmsg(ctx));
+        ds = train ? tr : te;
+        ddn_dataset_free(train ? te : tr);
+    }
     if (subset > 0 && subset < ddn_dataset_len(ds)) {
         int64_t *idx = malloc((size_t)subset * sizeof *idx);
         if (!idx) {
@@ -183,21 +210,47 @@ int data_open(ddn_ctx *ctx, const char *cmd, const char *dir, bool train, int64_
     return 0;
 }
 
-int data_transforms(int64_t image_size, ddn_transform *tf)
+int data_transforms(const ddn_dataset *ds, int64_t image_size, ddn_transform *tf)
 {
-    tf[0] = ddn_tf_resize((int32_t)image_size, (int32_t)image_size);
-    tf[1] = ddn_tf_grey_to_rgb();
-    tf[2] = ddn_tf_normalize1(FMNIST_MEAN, FMNIST_STD);
+    static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+    static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    int c, h, w;
+    ddn_dataset_shape(ds, &c, &h, &w);
+    int32_t s = (int32_t)image_size;
+    if (c == 1) {
+        tf[0] = ddn_tf_resize(s, s);
+        tf[1] = ddn_tf_grey_to_rgb();
+        tf[2] = ddn_tf_normalize1(FMNIST_MEAN, FMNIST_STD);
+        return 3;
+    }
+    tf[0] = ddn_tf_resize(s, 0);
+    tf[1] = ddn_tf_center_crop(s, s);
+    tf[2] = ddn_tf_normalize3(imagenet_mean, imagenet_std);
     return 3;
 }
 
-double model_evaluate(ddn_ctx *ctx, model *m, ddn_dataset *ds, int64_t batch, int64_t *confusion,
-                      float *features, int64_t feat_dim)
+void data_report_skipped(const ddn_loader *ld, const char *what)
+{
+    int64_t skipped = ddn_loader_skipped(ld), bad = ddn_loader_bad_count(ld);
+    if (!skipped) return;
+    printf("skipped %" PRId64 " unreadable %s image%s (%" PRId64 " distinct; --strict-data stops "
+           "at the first instead):\n", skipped, what, skipped == 1 ? "" : "s", bad);
+    for (int64_t k = 0; k < bad && k < 10; k++) {
+        int64_t index;
+        const char *path, *reason;
+        if (ddn_loader_bad_item(ld, k, &index, &path, &reason))
+            printf("  %s\n", reason);
+    }
+    if (bad > 10) printf("  ... and %" PRId64 " more\n", bad - 10);
+}
+
+double model_evaluate(ddn_ctx *ctx, model *m, ddn_dataset *ds, int64_t batch, bool strict,
+                      int64_t *confusion, float *features, int64_t feat_dim)
 {
     ddn_transform tf[4];
-    int n_tf = data_transforms(m->cfg.image_size, tf);
-    ddn_loader_opts lo = {.batch_size = batch, .prefetch = 1, .strict = true, .transforms = tf,
-                          .n_transforms = n_tf};
+    int n_tf = data_transforms(ds, m->cfg.image_size, tf);
+    ddn_loader_opts lo = {.batch_size = batch, .prefetch = 1, .strict = strict || features,
+                          .transforms = tf, .n_transforms = n_tf};
     ddn_loader *ld = ddn_loader_new(ctx, ds, &lo);
     if (!ld) return -1;
     int64_t K = m->cfg.num_classes, done = 0, correct = 0;
@@ -232,6 +285,7 @@ double model_evaluate(ddn_ctx *ctx, model *m, ddn_dataset *ds, int64_t batch, in
     ddn_ctx_reset_step(ctx);
     ddn_set_grad_enabled(ctx, prev);
     free(pred), free(truth);
+    if (acc >= 0) data_report_skipped(ld, "test");
     ddn_loader_free(ld);
     if (acc < 0 && ddn_ctx_status(ctx) == DDN_OK)
         ddn_ctx_set_error(ctx, DDN_ERR_OOM, "evaluate: out of memory");

@@ -22,8 +22,11 @@ static const char help[] =
     "Fashion-MNIST test set; prints accuracy, per-class accuracy and the confusion matrix\n"
     "(markdown).\n"
     "  --data DIR                Fashion-MNIST IDX files (default " DDN_FASHION_MNIST_DIR ")\n"
+    "                            or an image folder, as ddn train (--test-fraction F likewise)\n"
     "  --train                   evaluate on the training split instead\n"
     "  --test-subset N           the first N images only\n"
+    "  --strict-data             an unreadable image is an error (default: skipped, reported;\n"
+    "                            always an error with --export-features)\n"
     "  --batch N                 (default 256)\n"
     "  --threads N               CPU threads\n"
     "  --export-features F       write 'features' (N, m) and 'labels' (N) to F.safetensors\n"
@@ -31,8 +34,9 @@ static const char help[] =
     "Exit status 0 on success, 1 on failure, 2 on a bad command line; one line on stderr.\n";
 
 typedef struct eval_cfg {
-    const char *checkpoint, *data, *features;
-    int64_t subset, batch, threads;
+    const char *checkpoint, *features;
+    data_cfg data;
+    int64_t batch, threads;
     bool train;
 } eval_cfg;
 
@@ -47,14 +51,20 @@ static int parse_args(int argc, char **argv, eval_cfg *c)
         }
 #define OPT(name) ((r = cli_opt(CMD, argc, argv, &i, name, &v)) != 0)
         if (OPT("--checkpoint")) c->checkpoint = v, e = r < 0;
-        else if (OPT("--data")) c->data = v, e = r < 0;
+        else if (OPT("--data")) c->data.dir = v, e = r < 0;
         else if (OPT("--export-features")) c->features = v, e = r < 0;
         else if (OPT("--test-subset"))
-            e = r < 0 || cli_parse_int(CMD, "--test-subset", v, 1, INT64_MAX / 2, &c->subset);
+            e = r < 0 || cli_parse_int(CMD, "--test-subset", v, 1, INT64_MAX / 2,
+                                       &c->data.test_subset);
+        else if (OPT("--test-fraction"))
+            e = r < 0 || cli_parse_double(CMD, "--test-fraction", v, 1e-6, 1 - 1e-6,
+                                          &c->data.test_fraction);
         else if (OPT("--batch")) e = r < 0 || cli_parse_int(CMD, "--batch", v, 1, 65536, &c->batch);
         else if (OPT("--threads"))
             e = r < 0 || cli_parse_int(CMD, "--threads", v, 1, 1024, &c->threads);
         else if ((r = cli_flag(CMD, argv, i, "--train")) != 0) e = r < 0, c->train = true;
+        else if ((r = cli_flag(CMD, argv, i, "--strict-data")) != 0)
+            e = r < 0, c->data.strict = true;
         else return cli_unknown(CMD, a);
 #undef OPT
         if (e) return CLI_EXIT_USAGE;
@@ -63,10 +73,10 @@ static int parse_args(int argc, char **argv, eval_cfg *c)
     return -1;
 }
 
-static void report(const model *m, const ddn_dataset *ds, double acc, const int64_t *conf,
-                   int64_t n)
+static void report(const model *m, const ddn_dataset *ds, double acc, const int64_t *conf)
 {
-    int64_t K = m->cfg.num_classes;
+    int64_t K = m->cfg.num_classes, n = 0; /* n: the images evaluated (not skipped) */
+    for (int64_t k = 0; k < K * K; k++) n += conf[k];
     printf("# ddn eval\n\n%s width %g, %s head; %" PRId64 " images; accuracy **%.2f%%**\n\n",
            train_arch_names[m->cfg.arch == 18 ? 0 : m->cfg.arch == 34 ? 1 : 2], m->cfg.width,
            train_head_names[m->cfg.head], n, acc);
@@ -107,7 +117,7 @@ static int export_features(ddn_ctx *ctx, const char *path, const ddn_dataset *ds
 
 int cmd_eval(int argc, char **argv)
 {
-    eval_cfg c = {.batch = 256};
+    eval_cfg c = {.batch = 256, .data = {.test_fraction = DATA_TEST_FRACTION}};
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0) return rc;
     rc = 0;
@@ -128,7 +138,9 @@ int cmd_eval(int argc, char **argv)
     if (!rc && model_load(ctx, &m, f, c.checkpoint) != DDN_OK)
         rc = cli_error(CMD, CLI_EXIT_FAIL, "cannot load the model: %s", ddn_ctx_errmsg(ctx));
     ddn_safetensors_close(f);
-    if (!rc) rc = data_open(ctx, CMD, c.data, c.train, c.subset, &ds);
+    /* --test-subset limits whichever split is evaluated */
+    c.data.train_subset = c.data.test_subset;
+    if (!rc) rc = data_open(ctx, CMD, &c.data, c.train, &ds);
     if (!rc && ddn_dataset_num_classes(ds) > mc.num_classes)
         rc = cli_error(CMD, CLI_EXIT_FAIL, "the dataset has %d classes, the model %" PRId64,
                        ddn_dataset_num_classes(ds), mc.num_classes);
@@ -139,9 +151,9 @@ int cmd_eval(int argc, char **argv)
         if (!conf || (c.features && !feat)) rc = cli_error(CMD, CLI_EXIT_FAIL, "out of memory");
     }
     if (!rc) {
-        double acc = model_evaluate(ctx, &m, ds, c.batch, conf, feat, dim);
+        double acc = model_evaluate(ctx, &m, ds, c.batch, c.data.strict, conf, feat, dim);
         if (acc < 0) rc = cli_ctx_error(CMD, ctx);
-        else report(&m, ds, acc, conf, n);
+        else report(&m, ds, acc, conf);
     }
     if (!rc && c.features) rc = export_features(ctx, c.features, ds, feat, n, dim);
     free(conf);

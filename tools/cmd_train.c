@@ -38,9 +38,12 @@ static const char help[] =
     "  --weights W         backbone from a torchvision export (non-strict; fc. skipped)\n"
     "  --freeze-backbone   train the head only (backbone in evaluation mode)\n"
     "data:\n"
-    "  --data DIR          Fashion-MNIST IDX files (default " DDN_FASHION_MNIST_DIR ")\n"
+    "  --data DIR          Fashion-MNIST IDX files (default " DDN_FASHION_MNIST_DIR "), or an\n"
+    "                      image folder: DIR/train + DIR/test, or DIR/<class>/<image> split by\n"
+    "                      --test-fraction F (default 0.2, a fixed split seed)\n"
     "  --image-size N      input side (default 32)\n"
     "  --train-subset N    use the first N training images; --test-subset N likewise\n"
+    "  --strict-data       stop at the first unreadable image (default: skip, count, report)\n"
     "training:\n"
     "  --epochs N | --steps N | --time-budget SECONDS   (default 1 epoch; the budget\n"
     "                      counts training time across resumes, evaluation included)\n"
@@ -63,10 +66,10 @@ static const char help[] =
 
 typedef struct train_cfg {
     model_cfg model;
-    const char *data, *weights, *out, *resume;
+    data_cfg data;
+    const char *weights, *out, *resume;
     bool freeze;
     int64_t epochs, steps, batch, warmup, lr_step, seed, threads, ckpt_every, log_every;
-    int64_t train_subset, test_subset;
     double time_budget, lr, momentum, wd;
     int optimizer, schedule;
     bool has_lr, has_wd, has_m, has_n;
@@ -114,7 +117,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         } else if (OPT("--backward")) {
             c->backward_s = v, e = r < 0;
         } else if (OPT("--data")) {
-            c->data = v, e = r < 0;
+            c->data.dir = v, e = r < 0;
         } else if INT("--image-size", 8, 1024, &c->model.image_size)
         else if (OPT("--weights")) {
             c->weights = v, e = r < 0;
@@ -143,8 +146,12 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         } else if INT("--checkpoint-every", 0, INT64_MAX / 2, &c->ckpt_every)
         else if (OPT("--resume")) {
             c->resume = v, e = r < 0;
-        } else if INT("--train-subset", 1, INT64_MAX / 2, &c->train_subset)
-        else if INT("--test-subset", 1, INT64_MAX / 2, &c->test_subset)
+        } else if INT("--train-subset", 1, INT64_MAX / 2, &c->data.train_subset)
+        else if INT("--test-subset", 1, INT64_MAX / 2, &c->data.test_subset)
+        else if DBL("--test-fraction", 1e-6, 1 - 1e-6, &c->data.test_fraction)
+        else if ((r = cli_flag(CMD, argv, i, "--strict-data")) != 0) {
+            e = r < 0, c->data.strict = true;
+        }
         else if INT("--log-every", 1, INT64_MAX / 2, &c->log_every)
         else return cli_unknown(CMD, a);
 #undef OPT
@@ -308,8 +315,8 @@ static int setup(run *r)
         return cli_error(CMD, CLI_EXIT_FAIL, "--out %s is not a writable directory", c->out);
     snprintf(r->ckpt, sizeof r->ckpt, "%s/checkpoint.safetensors", c->out);
     snprintf(r->model_path, sizeof r->model_path, "%s/model.safetensors", c->out);
-    int rc = data_open(r->ctx, CMD, c->data, true, c->train_subset, &r->train);
-    if (!rc) rc = data_open(r->ctx, CMD, c->data, false, c->test_subset, &r->test);
+    int rc = data_open(r->ctx, CMD, &c->data, true, &r->train);
+    if (!rc) rc = data_open(r->ctx, CMD, &c->data, false, &r->test);
     if (rc) return rc;
     c->model.num_classes = ddn_dataset_num_classes(r->train);
     if ((rc = model_build(r->ctx, CMD, &c->model, (uint64_t)c->seed, &r->m))) return rc;
@@ -341,9 +348,10 @@ static int setup(run *r)
     free(ps);
     if (!r->opt) return cli_ctx_error(CMD, r->ctx);
     ddn_transform tf[4];
-    int n_tf = data_transforms(c->model.image_size, tf);
+    int n_tf = data_transforms(r->train, c->model.image_size, tf);
     ddn_loader_opts lo = {.batch_size = c->batch, .shuffle = true, .seed = (uint64_t)c->seed,
-                          .prefetch = 2, .transforms = tf, .n_transforms = n_tf};
+                          .prefetch = 2, .strict = c->data.strict, .transforms = tf,
+                          .n_transforms = n_tf};
     r->ld = ddn_loader_new(r->ctx, r->train, &lo);
     if (!r->ld) return cli_ctx_error(CMD, r->ctx);
     ddn_rng_seed(ddn_ctx_rng(r->ctx), (uint64_t)c->seed);
@@ -392,7 +400,8 @@ static int evaluate(run *r, const char *when, bool mid_epoch)
 {
     ddn_ctx *ctx = r->ctx;
     int64_t K = r->c->model.num_classes, *conf = malloc((size_t)(K * K) * 8);
-    double acc = conf ? model_evaluate(ctx, &r->m, r->test, r->c->batch, conf, NULL, 0) : -1;
+    double acc = conf ? model_evaluate(ctx, &r->m, r->test, r->c->batch, r->c->data.strict, conf, NULL,
+                                    0) : -1;
     free(conf);
     if (acc < 0) return conf ? cli_ctx_error(CMD, ctx) : cli_error(CMD, 1, "out of memory");
     int64_t epoch = ddn_loader_epoch(r->ld) + mid_epoch; /* mid-epoch: the one under way */
@@ -453,6 +462,12 @@ static int train_loop(run *r)
             if (tty) fputc('\n', stderr);
             if ((rc = evaluate(r, when, false))) break;
             if (c->epochs && !c->steps && ddn_loader_epoch(r->ld) >= c->epochs) break;
+            continue;
+        }
+        if (x->shape[0] < 2 && train_mode) {
+            /* One image left (an epoch's last batch, or bad images skipped): batch norm's
+             * training statistics need two, as PyTorch's; the image is passed over. */
+            ddn_ctx_reset_step(ctx);
             continue;
         }
         double lr = lr_now(&sched, r->ts.step, by_time, (cli_now() - r->t0) / c->time_budget);
@@ -521,7 +536,8 @@ static int train_loop(run *r)
 
 int cmd_train(int argc, char **argv)
 {
-    train_cfg c = {.model = {.arch = 50, .width = 1, .head = DDN_PMAF_IED, .m = 16, .n = 8,
+    train_cfg c = {.data = {.test_fraction = DATA_TEST_FRACTION},
+                   .model = {.arch = 50, .width = 1, .head = DDN_PMAF_IED, .m = 16, .n = 8,
                              .image_size = 32},
                    .batch = 64, .momentum = 0.9, .log_every = 10};
     int rc = parse_args(argc, argv, &c);
@@ -558,7 +574,10 @@ int cmd_train(int argc, char **argv)
         if (train_plot(csv, png, err, sizeof err) != 0 && !rc)
             rc = cli_error(CMD, CLI_EXIT_FAIL, "%s", err);
     }
-    if (!rc) printf("done at step %" PRId64 ": %s, %s\n", r.ts.step, r.ckpt, r.model_path);
+    if (!rc || rc == 130) data_report_skipped(r.ld, "training");
+    if (!rc)
+        printf("done at step %" PRId64 ": model %s, plot %s/plot.png, metrics %s/metrics.csv, "
+               "checkpoint %s\n", r.ts.step, r.model_path, c.out, c.out, r.ckpt);
     if (r.metrics) fclose(r.metrics);
     sigaction(SIGINT, &old, NULL);
     ddn_loader_free(r.ld);

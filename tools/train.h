@@ -47,17 +47,36 @@ int model_cfg_meta(const model_cfg *c, const char **meta, char (*buf)[64]);
 /* Every parameter and buffer of m read from f by name; a missing one is an error. */
 ddn_status model_load(ddn_ctx *ctx, model *m, const ddn_st_file *f, const char *path);
 
-/* Fashion-MNIST (or the IDX files in dir) train or test split, the first `subset` items when
- * subset > 0; CLI_EXIT_FAIL with the one line printed. */
-int data_open(ddn_ctx *ctx, const char *cmd, const char *dir, bool train, int64_t subset,
-              ddn_dataset **out);
-/* resize to image_size, grey -> 3 channels, normalise: the pipeline both commands use. */
-int data_transforms(int64_t image_size, ddn_transform *tf);
+/* The data options both commands share. dir: Fashion-MNIST's IDX files (NULL: the Debian
+ * package's DDN_FASHION_MNIST_DIR; a directory holding train-images-idx3-ubyte.gz) or else an image
+ * folder, DIR/train + DIR/test or DIR/<class>/<image> split with test_fraction by a fixed seed
+ * (DATA_SPLIT_SEED, not --seed, so that train and eval see the same split). strict: a bad image
+ * stops the run instead of being skipped and counted. */
+typedef struct data_cfg {
+    const char *dir;
+    double test_fraction;
+    int64_t train_subset, test_subset; /* > 0: the first N items only */
+    bool strict;
+} data_cfg;
+#define DATA_SPLIT_SEED 0
+#define DATA_TEST_FRACTION 0.2
+
+/* The train or test split of d; CLI_EXIT_FAIL with the one line printed. */
+int data_open(ddn_ctx *ctx, const char *cmd, const data_cfg *d, bool train, ddn_dataset **out);
+/* The pipeline both commands use, into tf (4 slots); returns its length. Grey IDX images:
+ * resize to image_size, grey -> 3 channels, normalise with Fashion-MNIST's statistics. Colour
+ * images: resize the short side to image_size, centre crop, ImageNet mean/std. */
+int data_transforms(const ddn_dataset *ds, int64_t image_size, ddn_transform *tf);
+/* Prints how many images were skipped as unreadable and why (at most 10 of them); nothing when
+ * none was. what: "training" or "test". */
+void data_report_skipped(const ddn_loader *ld, const char *what);
 
 /* Runs the model in evaluation mode over all of ds. confusion (K*K, row = truth) is filled;
- * features (optional, N*m floats) gets the PMaF vectors. Returns accuracy in percent, or -1. */
-double model_evaluate(ddn_ctx *ctx, model *m, ddn_dataset *ds, int64_t batch, int64_t *confusion,
-                      float *features, int64_t feat_dim);
+ * features (optional, N*m floats) gets the PMaF vectors, which needs strict (the rows must be
+ * the dataset's items one to one). Unreadable images are skipped and reported unless strict.
+ * Returns accuracy in percent, or -1. */
+double model_evaluate(ddn_ctx *ctx, model *m, ddn_dataset *ds, int64_t batch, bool strict,
+                      int64_t *confusion, float *features, int64_t feat_dim);
 /* Logits for x; vec (optional) gets the PMaF vector. training: batch statistics. */
 ddn_tensor *model_forward(model *m, ddn_tensor *x, bool training, ddn_tensor **vec);
 int64_t model_vector_dim(const model *m);
