@@ -103,6 +103,49 @@ static ddn_status conv2d_backward(ddn_ctx *ctx, ddn_node *node)
     return st;
 }
 
+/* The kernel taps [*lo, *hi] along one dim that meet the input for at least one output position
+ * (tap t reads row o stride + t dilation - padding); the others only ever meet zero padding. */
+static void live_taps(int64_t in, int64_t out, int64_t k, int stride, int pad, int dil,
+                      int64_t *lo, int64_t *hi)
+{
+    *lo = k, *hi = -1;
+    for (int64_t t = 0; t < k; t++) {
+        int64_t need = pad - t * dil; /* o stride must reach this for row >= 0 */
+        int64_t o = need <= 0 ? 0 : (need + stride - 1) / stride;
+        if (o < out && o * stride - need <= in - 1) {
+            if (t < *lo) *lo = t;
+            *hi = t;
+        }
+    }
+}
+
+/* Dead taps (a 3x3 convolution on a 1x1 map, as in a ResNet's last stage at small inputs) add
+ * only products with padding: the convolution with the live taps alone, its padding reduced to
+ * match, gives the same output (up to summation order) for up to 9x less work, and the dead
+ * taps' weight gradients stay zero through the slice's backward. Returns NULL when every tap is
+ * live or the output size would change (*same set): then the caller convolves as given. */
+static ddn_tensor *conv2d_live_taps(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *w, ddn_tensor *bias,
+                                    ddn_conv2d_params p, int64_t oh, int64_t ow, bool *same)
+{
+    int64_t lo[2], hi[2], out[2] = {oh, ow};
+    ddn_conv2d_params q = p;
+    ddn_tensor *wl = w;
+    *same = true;
+    for (int d = 0; d < 2; d++) {
+        live_taps(x->shape[2 + d], out[d], w->shape[2 + d], p.stride[d], p.padding[d],
+                  p.dilation[d], &lo[d], &hi[d]);
+        int64_t k = hi[d] - lo[d] + 1, pad = p.padding[d] - lo[d] * p.dilation[d];
+        int64_t span = (k - 1) * p.dilation[d] + 1;
+        if (k < 1 || k == w->shape[2 + d] || pad < 0 ||
+            (x->shape[2 + d] + 2 * pad - span) / p.stride[d] + 1 != out[d])
+            continue;
+        q.padding[d] = (int)pad;
+        wl = ddn_slice(ctx, wl, 2 + d, lo[d], hi[d] + 1, 1);
+        *same = false;
+    }
+    return *same || !wl ? NULL : ddn_conv2d(ctx, x, wl, bias, q);
+}
+
 ddn_tensor *ddn_conv2d(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *w, ddn_tensor *bias,
                        ddn_conv2d_params p)
 {
@@ -110,6 +153,9 @@ ddn_tensor *ddn_conv2d(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *w, ddn_tensor *b
     if (bias && !ddn_check_pair(ctx, OP, x, bias)) return NULL;
     int64_t oh, ow;
     if (!check_args(ctx, x, w, bias, &p, &oh, &ow)) return NULL;
+    bool same;
+    ddn_tensor *live = conv2d_live_taps(ctx, x, w, bias, p, oh, ow, &same);
+    if (!same) return live;
     /* The kernels read dense NCHW; a strided view is copied on the tape, so its gradient flows. */
     ddn_tensor *xc = ddn_contiguous(ctx, x), *wc = ddn_contiguous(ctx, w);
     ddn_tensor *bc = bias ? ddn_contiguous(ctx, bias) : NULL;

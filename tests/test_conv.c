@@ -44,6 +44,11 @@ static const conv_case cases[] = {
     {"batch 3", 3, 2, 5, 5, 3, 3, 3, P(1, 1, 1, 1, 1, 1, 1), false},
     {"batch 5 groups", 5, 4, 4, 4, 4, 3, 3, P(1, 1, 1, 1, 1, 1, 2), true},
     {"batch 5 1x1 direct", 5, 3, 3, 4, 2, 1, 1, P(1, 1, 0, 0, 1, 1, 1), true},
+    /* dead taps (only ever on padding) are cropped by the front end */
+    {"3x3 p1 on 1x1", 3, 4, 1, 1, 5, 3, 3, P(1, 1, 1, 1, 1, 1, 1), true},
+    {"3x3 s2 p1 on 2x2", 2, 3, 2, 2, 4, 3, 3, P(2, 2, 1, 1, 1, 1, 1), false},
+    {"3x3 p1 on 1x4", 2, 3, 1, 4, 2, 3, 3, P(1, 1, 1, 1, 1, 1, 1), true},
+    {"5x5 d2 p4 on 2x2 groups", 2, 4, 2, 2, 2, 5, 5, P(1, 1, 4, 4, 2, 2, 2), true},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
