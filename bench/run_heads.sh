@@ -1,0 +1,37 @@
+#!/bin/sh
+# bench/run_heads.sh — test accuracy after the same time budget for the PMaF heads: `ddn train`
+# with its defaults (ResNet-50 from scratch on Fashion-MNIST 32x32, batch 64, SGD momentum 0.9,
+# lr 0.05, a cosine over the budget after 50 warm-up steps) and --head ied (m = 16), less
+# (m = 16, n = 8) and linear (global average pool -> fc), one after the other on an otherwise
+# idle machine. Prints a markdown table: steps done, images/s (training images over the run's
+# wall time, test evaluations included) and the final test accuracy.
+#
+#     OMP_WAIT_POLICY=passive bench/run_heads.sh [BUILD_DIR] [SECONDS] [HEADS]
+#     (defaults: ./build, 300, "ied less linear")
+set -eu
+build=${1:-build}
+budget=${2:-300}
+heads=${3:-"ied less linear"}
+ddn=$build/ddn
+[ -x "$ddn" ] || { echo "run_heads.sh: $ddn not found; build first" >&2; exit 1; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "ddn train, ResNet-50 defaults, time budget ${budget}s per head, 2 threads; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| head | steps | images/s | test accuracy |"
+echo "|---|---:|---:|---:|"
+for h in $heads; do
+    start=$(date +%s)
+    "$ddn" train --head "$h" --time-budget "$budget" --schedule cosine --warmup 50 --threads 2 \
+        --log-every 50 --out "$out/$h" >"$out/$h.log" 2>&1 || {
+        echo "run_heads.sh: ddn train --head $h failed:" >&2
+        tail -3 "$out/$h.log" >&2
+        exit 1
+    }
+    end=$(date +%s)
+    steps=$(sed -n 's/^final at step \([0-9]*\).*/\1/p; s/^epoch [0-9]* done at step \([0-9]*\).*/\1/p' "$out/$h.log" | tail -1)
+    acc=$(sed -n 's/.*test accuracy \([0-9.]*\)%.*/\1/p' "$out/$h.log" | tail -1)
+    ips=$(awk -v s="$steps" -v t=$((end - start)) 'BEGIN { printf "%.0f", s * 64 / t }')
+    echo "| $h | $steps | $ips | $acc% |"
+done
