@@ -34,12 +34,8 @@ for r in $(seq "$rounds"); do
 done
 
 # lines: ROUND RESULT PROG MODE BATCH SIZE ms=T gflop=G rss_kb=K
-awk -v rounds="$rounds" -v threads=$threads -v sgemm="$sgemm" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
-function val(s) { sub(/^[a-z_]+=/, "", s); return s + 0 }
-function median(a, n,   i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk -v rounds="$rounds" -v threads=$threads -v sgemm="$sgemm" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" \
+    -f "$here/stats.awk" -f /dev/stdin "$out" <<'AWK'
 {
     k = $4 " " $5 " " $6; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
     t[$3, k, $1] = val($7); g[k] = val($8)
@@ -57,4 +53,4 @@ END {
         printf "| %s | %d | %dx%d | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f | %.0f |\n", f[1] == "fwd" ? "eval forward" : "train step", f[2], f[3], f[3], md, mt, g[k] / md * 1e3, g[k] / mt * 1e3, mq, rss["ddn", k] / 1024, rss["torch", k] / 1024
     }
 }
-' "$out"
+AWK

@@ -6,7 +6,8 @@
 #   4. `cmake --install`, then an out-of-tree project that finds the installed library with
 #      find_package(ddn) and one built with pkg-config;
 #   5. a build without OpenMP;
-#   6. the examples end to end: the Fashion-MNIST MLP must reach its accuracy target.
+#   6. the examples end to end: the Fashion-MNIST MLP must reach its accuracy target; the PMaF
+#      example (ResNet-50 + IED) runs a tiny configuration (a few seconds).
 # Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -60,4 +61,6 @@ ddn_build "$root/build/noomp" -DDDN_OPENMP=OFF -DDDN_WARNINGS_AS_ERRORS=ON -DDDN
 echo "== 6. examples end to end"
 "$root/build/release/declarative_projection"
 "$root/build/release/mlp_fashion_mnist"
+"$root/build/release/pmaf_train" --width 0.0625 --steps 20 --batch 16 --subset 500 \
+  --out "$root/build/release/pmaf_example"
 echo "all test stages passed"
