@@ -14,6 +14,7 @@
 #define DDN_OPTIM_H
 
 #include "params.h"
+#include "safetensors.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -81,6 +82,11 @@ ddn_status ddn_optim_save(const ddn_optim *opt, const char *path);
  * shapes or dtypes is an error naming what differs, and nothing is changed. Continuing after
  * save -> load gives bit-identical parameters to an uninterrupted run. */
 ddn_status ddn_optim_load(ddn_optim *opt, const char *path);
+/* The same from an open file whose entries and metadata keys carry prefix (e.g. "optim." in a
+ * checkpoint that also holds a model; entries without the prefix are ignored). path only names
+ * the file in messages (NULL: "(file)"). Nothing is written to disk. */
+ddn_status ddn_optim_load_from(ddn_optim *opt, const ddn_st_file *f, const char *prefix,
+                               const char *path);
 
 /* ---- learning-rate schedules (layers/lr_schedule.c) ------------------------------------------ */
 typedef enum ddn_lr_decay {

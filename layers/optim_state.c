@@ -16,14 +16,15 @@
 #include "optim_impl.h"
 #include "safetensors.h"
 
-#define NAME_CAP 320 /* "state." + a 255-character key + ".max_exp_avg_sq" fits */
+#define KEY_CAP 320  /* "state." + a 255-character key + ".max_exp_avg_sq" fits */
+#define NAME_CAP 400 /* a prefix of up to 64 characters + a key */
 
 /* The file name of parameter i's slot s (s == n_slots: its step count). */
 static void state_name(const ddn_optim *opt, int i, int s, char *buf)
 {
     const char *slot = s < opt->n_slots ? opt->slot_names[s] : "step";
-    if (opt->names) snprintf(buf, NAME_CAP, "state.%s.%s", opt->names[i], slot);
-    else snprintf(buf, NAME_CAP, "state.%d.%s", i, slot);
+    if (opt->names) snprintf(buf, KEY_CAP, "state.%s.%s", opt->names[i], slot);
+    else snprintf(buf, KEY_CAP, "state.%d.%s", i, slot);
 }
 
 ddn_status ddn_optim_save(const ddn_optim *opt, const char *path)
@@ -90,13 +91,23 @@ static bool parse_double(const char *s, double *out)
     return *end == '\0';
 }
 
-/* Checks the file against opt; fills names (count * NAME_CAP). DDN_OK or the error set. */
-static ddn_status check_file(ddn_optim *opt, const ddn_st_file *f, const char *path, char *names,
-                             double *lr)
+/* The metadata value of prefix + key. */
+static const char *meta_at(const ddn_st_file *f, const char *prefix, const char *key)
+{
+    char full[NAME_CAP];
+    snprintf(full, sizeof full, "%s%s", prefix, key);
+    return ddn_safetensors_metadata(f, full);
+}
+
+/* Checks the file's entries under prefix against opt; fills names (count * NAME_CAP, prefix
+ * included). DDN_OK or the error set. */
+static ddn_status check_file(ddn_optim *opt, const ddn_st_file *f, const char *prefix,
+                             const char *path, char *names, double *lr)
 {
     ddn_ctx *ctx = opt->ctx;
+    size_t np = strlen(prefix);
     const char *mine = ddn_optim_kind_name(opt->kind);
-    const char *kind = ddn_safetensors_metadata(f, "ddn.optimizer");
+    const char *kind = meta_at(f, prefix, "ddn.optimizer");
     if (!kind)
         return ddn_ctx_set_error(ctx, DDN_ERR_FORMAT, "optim_load: %.200s has no 'ddn.optimizer' "
                                  "metadata; it is not a state written by ddn_optim_save", path);
@@ -105,12 +116,12 @@ static ddn_status check_file(ddn_optim *opt, const ddn_st_file *f, const char *p
                                  "'%.20s' optimizer, but this optimizer is '%s'", path, kind,
                                  mine);
     double n_file = -1;
-    const char *n_meta = ddn_safetensors_metadata(f, "ddn.params");
+    const char *n_meta = meta_at(f, prefix, "ddn.params");
     if (!parse_double(n_meta, &n_file) || n_file != opt->n)
         return ddn_ctx_set_error(ctx, DDN_ERR_SHAPE, "optim_load: %.200s holds state for %.20s "
                                  "parameters, but this optimizer has %d", path,
                                  n_meta ? n_meta : "an unknown number of", opt->n);
-    if (!parse_double(ddn_safetensors_metadata(f, "ddn.lr"), lr) || !(*lr >= 0) || !isfinite(*lr))
+    if (!parse_double(meta_at(f, prefix, "ddn.lr"), lr) || !(*lr >= 0) || !isfinite(*lr))
         return ddn_ctx_set_error(ctx, DDN_ERR_FORMAT, "optim_load: %.200s: metadata 'ddn.lr' is "
                                  "missing or not a finite value >= 0", path);
 
@@ -119,7 +130,8 @@ static ddn_status check_file(ddn_optim *opt, const ddn_st_file *f, const char *p
     for (int i = 0; i < opt->n; i++)
         for (int s = 0; s < per; s++) {
             char *name = names + (size_t)(i * per + s) * NAME_CAP;
-            state_name(opt, i, s, name);
+            memcpy(name, prefix, np);
+            state_name(opt, i, s, name + np);
             ddn_st_dtype sd;
             int nd;
             int64_t sh[DDN_MAX_DIMS];
@@ -148,13 +160,13 @@ static ddn_status check_file(ddn_optim *opt, const ddn_st_file *f, const char *p
         }
     for (int64_t j = 0; j < ddn_safetensors_count(f); j++) {
         const char *name = ddn_safetensors_name(f, j);
-        bool known = false;
+        bool known = strncmp(name, prefix, np) != 0; /* not ours to judge */
         for (int e = 0; e < count && !known; e++)
             known = !strcmp(names + (size_t)e * NAME_CAP, name);
         if (!known) note(&unexpected, "%s%.100s%s", name, "");
     }
     if (!missing.count && !wrong.count && !unexpected.count) return DDN_OK;
-    const char *keys = ddn_safetensors_metadata(f, "ddn.keys");
+    const char *keys = meta_at(f, prefix, "ddn.keys");
     bool keys_differ = keys && strcmp(keys, opt->names ? "names" : "indices") != 0;
     return ddn_ctx_set_error(ctx, DDN_ERR_SHAPE, "optim_load: %.200s does not fit this %s "
                              "optimizer's parameters: %d missing%s%s; %d wrong%s%s; "
@@ -169,17 +181,31 @@ static ddn_status check_file(ddn_optim *opt, const ddn_st_file *f, const char *p
 ddn_status ddn_optim_load(ddn_optim *opt, const char *path)
 {
     if (!opt) return DDN_ERR_ARG;
-    ddn_ctx *ctx = opt->ctx;
-    if (!path) return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "optim_load: path is NULL");
+    if (!path) return ddn_ctx_set_error(opt->ctx, DDN_ERR_ARG, "optim_load: path is NULL");
     ddn_st_file *f = NULL;
-    ddn_status st = ddn_safetensors_open(ctx, path, &f);
+    ddn_status st = ddn_safetensors_open(opt->ctx, path, &f);
     if (st != DDN_OK) return st;
+    st = ddn_optim_load_from(opt, f, "", path);
+    ddn_safetensors_close(f);
+    return st;
+}
+
+ddn_status ddn_optim_load_from(ddn_optim *opt, const ddn_st_file *f, const char *prefix,
+                               const char *path)
+{
+    if (!opt) return DDN_ERR_ARG;
+    ddn_ctx *ctx = opt->ctx;
+    if (!f || !prefix || strlen(prefix) > 64)
+        return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "optim_load: %s", !f ? "file is NULL"
+                                 : "prefix is NULL or longer than 64 characters");
+    if (!path) path = "(file)";
+    ddn_status st = DDN_OK;
     int per = opt->n_slots + 1, count = opt->n * per;
     ddn_mark mark = ddn_ctx_mark(ctx);
     char *names = ddn_ctx_scratch(ctx, (size_t)(count ? count : 1) * NAME_CAP);
     int64_t *steps = ddn_ctx_scratch(ctx, (size_t)(opt->n ? opt->n : 1) * sizeof *steps);
     double lr = 0;
-    st = names && steps ? check_file(opt, f, path, names, &lr) : ddn_ctx_status(ctx);
+    st = names && steps ? check_file(opt, f, prefix, path, names, &lr) : ddn_ctx_status(ctx);
     for (int i = 0; i < opt->n && st == DDN_OK; i++) {
         const char *name = names + (size_t)(i * per + opt->n_slots) * NAME_CAP;
         ddn_tensor *t = ddn_safetensors_get(ctx, f, name);
@@ -199,6 +225,5 @@ ddn_status ddn_optim_load(ddn_optim *opt, const char *path)
         opt->lr = lr;
     }
     ddn_ctx_rewind(ctx, mark);
-    ddn_safetensors_close(f);
     return st;
 }

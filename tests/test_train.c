@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,10 +210,14 @@ static void test_time_budget_cosine(void **state)
     snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
     run_result *r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--out", out);
     expect_success(r);
-    const char *fin = strstr(r->out, "final at step ");
+    const char *fin = strstr(r->out, "\ndone at step ");
     assert_non_null(fin);
-    long steps = strtol(fin + strlen("final at step "), NULL, 10);
+    long steps = strtol(fin + strlen("\ndone at step "), NULL, 10);
     assert_true(steps >= 3);
+    char evaluated[64]; /* "final at step N: ..." or, when the budget ran out at an epoch's end,
+                         * "epoch E done at step N: ..." */
+    snprintf(evaluated, sizeof evaluated, "at step %ld: test accuracy", steps);
+    if (!strstr(r->out, evaluated)) fail_msg("no test accuracy at the last step: %s", r->out);
     static char text[1 << 20];
     cli_slurp(csv, text, sizeof text);
     double first_lr = -1, last_lr = -1;
@@ -262,6 +267,38 @@ static void test_image_folder(void **state)
     expect_failure(RUN("train", FOLDER, "--epochs", "1", "--out", out, "--strict-data"), 1,
                    "images_bad/bad/");
 #undef FOLDER
+}
+
+/* A full disk while saving: the child's writes fail past 64 KiB (RLIMIT_FSIZE, SIGXFSZ ignored:
+ * write() then fails with EFBIG, the path a full disk's ENOSPC takes). One line on stderr, exit 1,
+ * and the checkpoint written before is still there, byte for byte. */
+static void test_full_disk(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], ck[400];
+    snprintf(out, sizeof out, "%s", tmp("fulldisk"));
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
+    expect_success(RUN("train", TINY, "--steps", "2", "--out", out));
+    size_t n0, n1;
+    unsigned char *before = read_all(ck, &n0);
+    assert_true(n0 > 65536);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 65536;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN); /* inherited by the child */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    pid_t pid = spawn((const char *const[]){"train", TINY, "--steps", "4", "--out", out,
+                                            "--resume", ck, NULL});
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    run_result *r = finish(pid);
+    expect_failure(r, 1, "cannot write checkpoint");
+    assert_non_null(strstr(r->err, "the previous one is kept"));
+    unsigned char *after = read_all(ck, &n1);
+    assert_true(n0 == n1 && memcmp(before, after, n0) == 0);
+    free(before), free(after);
 }
 
 static void test_sigint(void **state)
@@ -356,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_eval),
         cmocka_unit_test(test_time_budget_cosine),
         cmocka_unit_test(test_image_folder),
+        cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_nan_loss),
     };

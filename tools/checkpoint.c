@@ -412,34 +412,8 @@ ddn_status checkpoint_load(ddn_ctx *ctx, const char *path, const ddn_st_file *f,
         ddn_ctx_rewind(ctx, mark);
         return st;
     }
-    /* The optimizer's entries back into a file of ddn_optim_save's format, then its own load. */
-    char tmp[4200];
-    temp_path(path, "optim", tmp, sizeof tmp);
-    int64_t total = ddn_safetensors_count(f), n = 0;
-    ddn_st_entry *e = ddn_ctx_scratch(ctx, (size_t)(total ? total : 1) * sizeof *e);
-    if (!e) st = ddn_ctx_status(ctx);
-    for (int64_t i = 0; i < total && st == DDN_OK; i++) {
-        const char *name = ddn_safetensors_name(f, i);
-        if (strncmp(name, "optim.", 6) != 0) continue;
-        ddn_tensor *t = ddn_safetensors_get(ctx, f, name);
-        if (!t) st = ddn_ctx_status(ctx);
-        e[n++] = (ddn_st_entry){.name = name + 6, .tensor = t};
-    }
-    static const char *const okeys[] = {"ddn.optimizer", "ddn.params", "ddn.keys", "ddn.lr",
-                                        "ddn.hyper"};
-    const char *meta[10];
-    char keybuf[5][64];
-    int nm = 0;
-    for (int k = 0; k < 5; k++) {
-        snprintf(keybuf[k], 64, "optim.%s", okeys[k]);
-        const char *v = ddn_safetensors_metadata(f, keybuf[k]);
-        if (v) meta[2 * nm] = okeys[k], meta[2 * nm + 1] = v, nm++;
-    }
-    if (st == DDN_OK && opt) {
-        st = ddn_safetensors_save(ctx, tmp, (int)n, e, nm, meta);
-        if (st == DDN_OK) st = ddn_optim_load(opt, tmp);
-        unlink(tmp);
-    }
+    /* The optimizer's entries and metadata are its own state file's under "optim.". */
+    if (opt) st = ddn_optim_load_from(opt, f, "optim.", path);
     ddn_ctx_rewind(ctx, mark);
     if (st == DDN_OK) st = model_load(ctx, m, f, path);
     if (st != DDN_OK) return st;

@@ -356,6 +356,8 @@ static int setup(run *r)
     if (!r->ld) return cli_ctx_error(CMD, r->ctx);
     ddn_rng_seed(ddn_ctx_rng(r->ctx), (uint64_t)c->seed);
     if (c->resume && (rc = resume(r))) return rc;
+    /* A resumed run's --out may already hold a good checkpoint; a failed save leaves it. */
+    r->have_ckpt = c->resume && access(r->ckpt, R_OK) == 0;
     r->metrics = metrics_open(c->out, c->resume ? r->ts.step : -1, r->ts.loader.position == 0);
     if (!r->metrics)
         return cli_error(CMD, CLI_EXIT_FAIL, "cannot write %s/metrics.csv: %s", c->out,
