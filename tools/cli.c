@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* OpenBLAS's own introspection (cblas.h of OpenBLAS declares them; we only need these two). */
@@ -186,6 +187,25 @@ int cli_parse_dims_list(const char *cmd, const char *opt, const char *s, int ari
         p = comma + 1;
     }
     *count = n;
+    return 0;
+}
+
+int cli_mkdirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) { /* each prefix ending at a '/' (or the end), in turn */
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char keep = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        buf[i] = keep;
+    }
     return 0;
 }
 

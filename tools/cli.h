@@ -56,6 +56,8 @@ int cli_unknown(const char *cmd, const char *arg);
 bool cli_is_help(const char *arg); /* "--help" or "-h" */
 
 /* ---- benchmark support ------------------------------------------------------------------------ */
+/* mkdir -p: creates path and its missing parents (0777 before the umask); 0, or -1 with errno. */
+int cli_mkdirs(const char *path);
 double cli_now(void);         /* monotonic seconds */
 long cli_peak_rss_kb(void);   /* getrusage maximum resident size of this process */
 double cli_median(double *x, int n); /* sorts x in place */

@@ -307,7 +307,7 @@ static int resume(run *r)
 static int setup(run *r)
 {
     train_cfg *c = r->c;
-    if (mkdir(c->out, 0777) != 0 && errno != EEXIST)
+    if (cli_mkdirs(c->out) != 0)
         return cli_error(CMD, CLI_EXIT_FAIL, "cannot create --out %s: %s", c->out,
                          strerror(errno));
     struct stat sb;
