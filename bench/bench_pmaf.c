@@ -36,13 +36,6 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* conv1, the max pool and the three stride-2 stages each map a side s to (s - 1) / 2 + 1. */
-static int64_t feature_side(int64_t s)
-{
-    for (int k = 0; k < 5; k++) s = (s - 1) / 2 + 1;
-    return s;
-}
-
 typedef struct bench {
     ddn_ctx *ctx;
     ddn_resnet *net;
@@ -92,7 +85,7 @@ int main(int argc, char **argv)
     b.net = ddn_resnet_new(b.ctx, &(ddn_resnet_opts){.arch = DDN_RESNET50, .features_only = true,
                                                      .seed = 0});
     if (!b.net) goto done;
-    int64_t side = feature_side(size);
+    int64_t side = ddn_resnet_feature_side(size);
     b.head = ddn_pmaf_head_new(b.ctx, &(ddn_pmaf_opts){.kind = DDN_PMAF_IED, .m = HEAD_M,
                                .in_features = ddn_resnet_feature_channels(b.net) * side * side,
                                .num_classes = CLASSES, .symmetrize = true,

@@ -130,8 +130,7 @@ int main(int argc, char **argv)
     net = ddn_resnet_new(ctx, &(ddn_resnet_opts){.arch = DDN_RESNET50, .features_only = true,
                                                  .width = o.width, .seed = 0});
     if (!net) goto done;
-    int64_t side = IMAGE_SIZE;
-    for (int halvings = 0; halvings < 5; halvings++) side = (side - 1) / 2 + 1;
+    int64_t side = ddn_resnet_feature_side(IMAGE_SIZE); /* 1 */
     head = ddn_pmaf_head_new(ctx, &(ddn_pmaf_opts){.kind = DDN_PMAF_IED, .m = 16,
                              .in_features = ddn_resnet_feature_channels(net) * side * side,
                              .num_classes = 10, .symmetrize = true, .ied = DDN_IED_OPTS_DEFAULT,

@@ -262,6 +262,13 @@ ddn_params *ddn_resnet_params(ddn_resnet *net) { return net ? net->params : NULL
 
 int64_t ddn_resnet_feature_channels(const ddn_resnet *net) { return net ? net->feat_ch : 0; }
 
+int64_t ddn_resnet_feature_side(int64_t input_side)
+{
+    int64_t s = input_side;
+    for (int k = 0; k < 5; k++) s = (s - 1) / 2 + 1;
+    return s;
+}
+
 /* ---- forward --------------------------------------------------------------------------------- */
 
 /* conv (no bias) -> batch norm (-> relu). In training mode the BN normalises with the batch

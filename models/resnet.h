@@ -51,6 +51,9 @@ ddn_resnet *ddn_resnet_new(ddn_ctx *ctx, const ddn_resnet_opts *opts);
 void ddn_resnet_free(ddn_resnet *net); /* NULL is a no-op */
 ddn_params *ddn_resnet_params(ddn_resnet *net);
 int64_t ddn_resnet_feature_channels(const ddn_resnet *net);
+/* The side of the features (before pooling) for an input side: conv1 (stride 2), the max pool
+ * and the three stride-2 stages each map s to (s - 1) / 2 + 1 (224 -> 7, 32 -> 1, 64 -> 2). */
+int64_t ddn_resnet_feature_side(int64_t input_side);
 /* x (N, in_channels, H, W) of the model's dtype -> logits (N, classes), or features (N, C, h, w).
  * training selects batch statistics (and updates the running ones and the counters) versus the
  * running statistics. Activations live in the step arena; the tape records when enabled. */

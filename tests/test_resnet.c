@@ -323,6 +323,10 @@ static void test_features(void **state)
     assert_int_equal(y->shape[1], 128);
     assert_int_equal(y->shape[2], 2);
     assert_int_equal(y->shape[3], 2);
+    ddn_tensor *x = get_as(ctx, f, "x", DDN_DTYPE_F32);
+    assert_int_equal(ddn_resnet_feature_side(x->shape[2]), 2);
+    static const int64_t sides[][2] = {{224, 7}, {32, 1}, {33, 2}, {64, 2}, {1, 1}, {100, 4}};
+    for (int k = 0; k < 6; k++) assert_int_equal(ddn_resnet_feature_side(sides[k][0]), sides[k][1]);
     check_close("eval.features", y, get_as(ctx, f, "eval.features", DDN_DTYPE_F32), F32_TOL);
     report_worst("features");
     ddn_set_grad_enabled(ctx, prev);

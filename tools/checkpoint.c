@@ -26,14 +26,6 @@ const char *const train_less_bw_names[3] = {"e", "j", "unroll"};
 #define FMNIST_STD 0.3530f
 
 /* ---- the model ------------------------------------------------------------------------------- */
-/* The backbone's output side for a square input: conv1 (stride 2), max pool and three stride-2
- * stages each map s to (s - 1) / 2 + 1. */
-static int64_t feature_side(int64_t s)
-{
-    for (int k = 0; k < 5; k++) s = (s - 1) / 2 + 1;
-    return s;
-}
-
 int model_build(ddn_ctx *ctx, const char *cmd, const model_cfg *c, uint64_t seed, model *out)
 {
     memset(out, 0, sizeof *out);
@@ -42,7 +34,7 @@ int model_build(ddn_ctx *ctx, const char *cmd, const model_cfg *c, uint64_t seed
                           .width = c->width, .seed = seed};
     out->net = ddn_resnet_new(ctx, &ro);
     if (!out->net) return cli_ctx_error(cmd, ctx);
-    int64_t ch = ddn_resnet_feature_channels(out->net), side = feature_side(c->image_size);
+    int64_t ch = ddn_resnet_feature_channels(out->net), side = ddn_resnet_feature_side(c->image_size);
     ddn_pmaf_opts po = {.kind = (ddn_pmaf_kind)c->head, .m = c->m, .n = c->n,
                         .num_classes = c->num_classes, .symmetrize = true,
                         .in_features = c->head == DDN_PMAF_LINEAR ? ch : ch * side * side,
