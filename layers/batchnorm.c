@@ -50,28 +50,32 @@ static ddn_status batch_norm_backward(ddn_ctx *ctx, ddn_node *node)
                                                  sv->mean, sv->invstd, sv->training);
 }
 
-/* relu(bn(x) + residual), the relu optional: g = dy where y > 0 (ReLU's backward, as the separate op computes it:
- * into a zeroed buffer), the residual gets g (the add's backward), BN's backward runs on g. g is a
- * temporary; the input gradient buffers are made before the mark so the rewind keeps them. */
+/* relu(bn(x) + residual), the relu optional: g = dy where y > 0 (ReLU's backward, computed as
+ * the separate op does: into a zeroed buffer), the residual gets g (the add's backward) and BN's
+ * backward runs on g. When the residual's gradient buffer is new (ResNet: this node is the last
+ * consumer of the block's identity on the tape, so the first in the reverse walk), g is made
+ * right in it, as it equals g; otherwise g is a temporary. The input gradient buffers are made
+ * before the mark, so the rewind keeps them. */
 static ddn_status batch_norm_relu_backward(ddn_ctx *ctx, ddn_node *node)
 {
     const bn_saved *sv = node->saved;
-    ddn_tensor *y = node->out;
+    ddn_tensor *y = node->out, *r = sv->residual;
+    bool r_fresh = r && r->requires_grad && !r->grad && r != node->in[0];
     ddn_tensor *dx = ddn_grad_buffer(ctx, node->in[0]);
     ddn_tensor *dw = sv->weight ? ddn_grad_buffer(ctx, sv->weight) : NULL;
     ddn_tensor *db = sv->bias ? ddn_grad_buffer(ctx, sv->bias) : NULL;
-    ddn_tensor *dr = sv->residual ? ddn_grad_buffer(ctx, sv->residual) : NULL;
+    ddn_tensor *dr = r ? ddn_grad_buffer(ctx, r) : NULL;
     if (ddn_ctx_status(ctx) != DDN_OK) return ddn_ctx_status(ctx);
     const ddn_kernels *k = ddn_k(y);
     ddn_mark mark = ddn_ctx_mark(ctx);
     ddn_tensor *g = y->grad;
     ddn_status st = DDN_OK;
     if (sv->relu) {
-        g = ddn_zeros(ctx, y->dtype, y->ndim, y->shape);
+        g = r_fresh ? dr : ddn_zeros(ctx, y->dtype, y->ndim, y->shape);
         st = g ? k->unary_backward_acc(DDN_UNARY_RELU, g, y, y, y->grad, 0, 0)
                : ddn_ctx_status(ctx);
     }
-    if (st == DDN_OK && dr) st = ddn_grad_accumulate(ctx, sv->residual, g, 1.0);
+    if (st == DDN_OK && dr && g != dr) st = ddn_grad_accumulate(ctx, r, g, 1.0);
     if (st == DDN_OK && (dx || dw || db))
         st = k->batch_norm_backward_acc(dx, dw, db, sv->x, g, sv->weight, sv->mean, sv->invstd,
                                         sv->training);
