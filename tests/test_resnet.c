@@ -382,6 +382,34 @@ static void test_lean_forward(void **state)
                 assert_same_values(ddn_params_at(pl, i), ddn_params_at(pr, i));
         ddn_ctx_reset_step(ctx);
     }
+    /* a frozen front (stem and layer1) runs lean while the rest records: same logits, same
+     * gradients for the trained parameters */
+    ddn_params *pr = ddn_resnet_params(rec), *pl = ddn_resnet_params(lean);
+    for (int64_t i = 0; i < ddn_params_count(pl); i++) {
+        const char *name = ddn_params_name(pl, i);
+        bool front = !strncmp(name, "conv1.", 6) || !strncmp(name, "bn1.", 4) ||
+                     !strncmp(name, "layer1.", 7);
+        if (front && !ddn_params_is_buffer(pl, i))
+            assert_ok(ctx, ddn_tensor_set_requires_grad(ddn_params_at(pl, i), false));
+    }
+    ddn_tensor *y_rec = ddn_resnet_forward(rec, x, false);
+    int64_t tape_rec = ddn_tape_len(ctx);
+    size_t in_use_rec = ddn_ctx_stats(ctx).arena_in_use;
+    ddn_tensor *y_lean = ddn_resnet_forward(lean, x, false);
+    assert_non_null(y_rec);
+    assert_non_null(y_lean);
+    assert_true(ddn_tape_len(ctx) - tape_rec < tape_rec);
+    print_message("frozen front: recording %zu bytes, lean front %zu\n", in_use_rec,
+                  ddn_ctx_stats(ctx).arena_in_use - in_use_rec);
+    assert_same_values(y_lean, y_rec);
+    ddn_tensor *dy = ddn_rand_uniform(ctx, NULL, DDN_DTYPE_F32, y_rec->ndim, y_rec->shape, -1, 1);
+    assert_ok(ctx, ddn_backward_with_grad(ctx, y_rec, dy));
+    assert_ok(ctx, ddn_backward_with_grad(ctx, y_lean, dy));
+    for (int64_t i = 0; i < ddn_params_count(pl); i++) {
+        ddn_tensor *t = ddn_params_at(pl, i);
+        if (t->requires_grad) assert_same_values(t->grad, ddn_params_at(pr, i)->grad);
+    }
+    ddn_ctx_reset_step(ctx);
     ddn_tensor_free(x);
     ddn_resnet_free(rec);
     ddn_resnet_free(lean);
