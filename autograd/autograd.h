@@ -41,6 +41,10 @@ ddn_status ddn_tape_record(ddn_ctx *ctx, const char *op, ddn_backward_fn backwar
 
 /* Backpropagates from a one-element loss (seed 1). Gradients of intermediate tensors are reset
  * first, so calling backward again after a new forward is safe; leaf gradients accumulate.
+ * As in PyTorch, only leaves keep a gradient: an intermediate's (a tensor made by a recorded op)
+ * is released once its node's backward has run (its grad is NULL afterwards) and its memory is
+ * reused for later gradients of the same dtype and size, so the pass holds a few gradients at a
+ * time rather than one per activation.
  * Refuses to run while an error is pending on the context: the tape may then be incomplete. */
 ddn_status ddn_backward(ddn_ctx *ctx, ddn_tensor *loss);
 /* Backpropagates from any tensor y with the upstream gradient dy (same shape as y). */

@@ -44,12 +44,60 @@ ddn_status ddn_tape_record(ddn_ctx *ctx, const char *op, ddn_backward_fn backwar
     return DDN_OK;
 }
 
+/* ---- recycling gradient buffers during backward ----------------------------------------------
+ * The gradient of an intermediate (a node's output) is complete once every node that consumed it
+ * has run its backward, and dead once its own node has: the reverse walk then hands the buffer
+ * to this pool, and the next ddn_grad_buffer of the same dtype and size takes it instead of
+ * growing the arena. Without it a backward pass holds a gradient for every activation of the
+ * step at once (ResNet-50: as much again as the forward). The pool lives in the step arena for
+ * one walk; its buffers were all made before any mark a backward function opens, so a rewind
+ * inside one never frees a pooled buffer. */
+typedef struct ddn_grad_pool {
+    int64_t n, cap;
+    ddn_tensor **dead; /* contiguous step tensors (offset 0) whose memory is free for reuse */
+} ddn_grad_pool;
+
+/* A zero-filled gradient for t from a dead buffer of t's dtype and element count; NULL when
+ * the pool has none (or no pool is open). The most recently freed match is taken: its memory
+ * is the most likely to be in cache. */
+static ddn_tensor *recycled_grad(ddn_ctx *ctx, const ddn_tensor *t)
+{
+    ddn_grad_pool *pool = ctx->grad_pool;
+    if (!pool) return NULL;
+    int64_t numel = ddn_tensor_numel(t);
+    for (int64_t i = pool->n - 1; i >= 0; i--) {
+        ddn_tensor *d = pool->dead[i];
+        if (d->dtype != t->dtype || ddn_tensor_numel(d) != numel) continue;
+        int64_t stride[DDN_MAX_DIMS];
+        ddn_contiguous_strides(t->ndim, t->shape, stride);
+        ddn_tensor *g = ddn_view_raw(ctx, d, t->ndim, t->shape, stride, 0);
+        if (!g || ddn_tensor_fill(g, 0.0) != DDN_OK) return NULL;
+        pool->dead[i] = pool->dead[--pool->n];
+        return g;
+    }
+    return NULL;
+}
+
+/* After node's backward: its output's gradient is dead (every consumer ran before it), so it goes
+ * to the pool and out->grad is cleared, as PyTorch keeps no .grad on non-leaf tensors. */
+static void release_output_grad(ddn_ctx *ctx, ddn_node *node)
+{
+    ddn_tensor *out = node->out;
+    ddn_grad_pool *pool = ctx->grad_pool;
+    if (!pool || !out->grad || out->persistent || out->grad->persistent || out->node != node)
+        return;
+    if (pool->n < pool->cap && ddn_tensor_is_contiguous(out->grad) && out->grad->offset == 0)
+        pool->dead[pool->n++] = out->grad;
+    out->grad = NULL;
+}
+
 ddn_tensor *ddn_grad_buffer(ddn_ctx *ctx, ddn_tensor *t)
 {
     if (!t->requires_grad) return NULL;
     if (!t->grad) {
-        t->grad = t->persistent ? ddn_tensor_new_persistent(ctx, t->dtype, t->ndim, t->shape)
-                                : ddn_zeros(ctx, t->dtype, t->ndim, t->shape);
+        if (t->persistent) t->grad = ddn_tensor_new_persistent(ctx, t->dtype, t->ndim, t->shape);
+        else if (!(t->grad = recycled_grad(ctx, t)) && ddn_ctx_status(ctx) == DDN_OK)
+            t->grad = ddn_zeros(ctx, t->dtype, t->ndim, t->shape);
     }
     return t->grad;
 }
@@ -114,21 +162,28 @@ static ddn_status run_backward(ddn_ctx *ctx, ddn_tensor *y, const ddn_tensor *dy
 
     int64_t start = ctx->tape_len - 1;
     while (start >= 0 && ctx->tape[start] != y->node) start--;
-    for (int64_t i = start; i >= 0; i--) {
+    /* one dead buffer at most per node */
+    ddn_grad_pool *pool = ddn_ctx_scratch(ctx, sizeof *pool);
+    ddn_tensor **dead = pool ? ddn_ctx_scratch(ctx, (size_t)(start + 2) * sizeof *dead) : NULL;
+    if (!dead) return ddn_ctx_status(ctx);
+    *pool = (ddn_grad_pool){.n = 0, .cap = start + 2, .dead = dead};
+    ddn_grad_pool *outer = ctx->grad_pool; /* a backward run from inside a backward function */
+    ctx->grad_pool = pool;
+    for (int64_t i = start; i >= 0 && st == DDN_OK; i--) {
         ddn_node *node = ctx->tape[i];
         if (!node->out->grad) continue; /* nothing downstream of this node reached the loss */
         st = node->backward(ctx, node);
         if (st != DDN_OK) {
             if (ddn_ctx_status(ctx) == DDN_OK)
                 ddn_ctx_set_error(ctx, st, "%s: backward failed", node->op);
-            return st;
+            break;
         }
-        for (int k = 0; k < node->n_in; k++) {
+        for (int k = 0; k < node->n_in && st == DDN_OK; k++)
             st = ddn_check_grad_numerics(ctx, node->op, node->in[k]->grad);
-            if (st != DDN_OK) return st;
-        }
+        if (st == DDN_OK) release_output_grad(ctx, node);
     }
-    return DDN_OK;
+    ctx->grad_pool = outer;
+    return st;
 }
 
 ddn_status ddn_backward_with_grad(ddn_ctx *ctx, ddn_tensor *y, const ddn_tensor *dy)

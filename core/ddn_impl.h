@@ -37,6 +37,9 @@ struct ddn_ctx {
     bool grad_enabled;
     bool check_numerics;
     ddn_rng rng;
+    /* Dead gradient buffers of intermediates, reused by ddn_grad_buffer while a backward pass
+     * runs (autograd/tape.c); NULL outside one. */
+    struct ddn_grad_pool *grad_pool;
 };
 
 void *ddn_arena_alloc_data(ddn_ctx *ctx, size_t bytes); /* device memory for step tensors */

@@ -42,6 +42,14 @@ ddn_tensor *ddn_conv2d(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *w, ddn_tensor *b
 ddn_tensor *ddn_batch_norm2d(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *weight, ddn_tensor *bias,
                              ddn_tensor *running_mean, ddn_tensor *running_var, bool training,
                              double momentum, double eps);
+/* relu(batch_norm2d(x) + residual) as one op with one output tensor (ResNet's bn-relu and
+ * bn-add-relu units); residual may be NULL (no add), else it has x's dtype and shape. The same
+ * values and gradients as the three separate ops, but only x, the statistics and the output stay
+ * alive for backward (the separate ops keep the BN output and the sum as well). */
+ddn_tensor *ddn_batch_norm2d_relu(ddn_ctx *ctx, ddn_tensor *x, ddn_tensor *weight,
+                                  ddn_tensor *bias, ddn_tensor *running_mean,
+                                  ddn_tensor *running_var, bool training, double momentum,
+                                  double eps, ddn_tensor *residual);
 
 /* ---- pooling and dropout (layers/pool.c) ------------------------------------------------------- */
 typedef struct ddn_pool2d_params {

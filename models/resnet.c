@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ddn_impl.h"
 #include "nn.h"
+#include "nn_impl.h"
 #include "ops.h"
 #include "resnet_impl.h"
 
@@ -271,32 +273,97 @@ int64_t ddn_resnet_feature_side(int64_t input_side)
 
 /* ---- forward --------------------------------------------------------------------------------- */
 
-/* conv (no bias) -> batch norm (-> relu). In training mode the BN normalises with the batch
- * statistics, updates the running ones in place and counts the batch, as nn.BatchNorm2d does. */
+/* Memory. Training keeps, per (conv, bn) unit, the conv output (BN's saved input) and one fused
+ * bn(-add)-relu output (ddn_batch_norm2d_relu), as PyTorch does with its in-place ReLU and add.
+ * A forward that records nothing (no grad, or nothing requiring it) keeps only what is live:
+ * a block's output is allocated first (in one of two buffers the blocks alternate between), the
+ * block runs above an arena mark (BN and ReLU in place on the conv outputs) and the mark is
+ * rewound. */
+
+/* conv (no bias) -> batch norm (-> + residual) (-> relu), the BN and what follows one fused op
+ * (ddn_batch_norm2d_into). In training mode the BN normalises with the batch statistics, updates
+ * the running ones in place and counts the batch, as nn.BatchNorm2d does. out: NULL, or where
+ * the result goes (the no-grad path); in_place (no-grad only) writes over the conv output. */
 static ddn_tensor *conv_bn_forward(ddn_ctx *ctx, const conv_bn *cb, ddn_tensor *x, bool training,
-                                   bool relu)
+                                   bool relu, ddn_tensor *residual, ddn_tensor *out,
+                                   bool in_place)
 {
     ddn_conv2d_params p = DDN_CONV2D_DEFAULT;
     p.stride[0] = p.stride[1] = cb->stride;
     p.padding[0] = p.padding[1] = cb->pad;
     ddn_tensor *y = ddn_conv2d(ctx, x, cb->w, NULL, p);
-    y = ddn_batch_norm2d(ctx, y, cb->gamma, cb->beta, cb->mean, cb->var, training, BN_MOMENTUM,
-                         BN_EPS);
+    if (!y) return NULL;
+    y = ddn_batch_norm2d_into(ctx, y, cb->gamma, cb->beta, cb->mean, cb->var, training,
+                              BN_MOMENTUM, BN_EPS, residual, relu, out ? out : in_place ? y : NULL);
     if (!y) return NULL;
     if (training && ddn_tensor_fill(cb->count, ddn_tensor_item(cb->count) + 1.0) != DDN_OK)
         return NULL;
-    return relu ? ddn_relu(ctx, y) : y;
+    return y;
+}
+
+static bool any_requires_grad(const conv_bn *cb)
+{
+    return cb->w->requires_grad || cb->gamma->requires_grad || cb->beta->requires_grad;
+}
+
+/* Whether running the block on x would record tape nodes (then its intermediates must live). */
+static bool block_records(ddn_ctx *ctx, const block *b, const ddn_tensor *x)
+{
+    if (!ddn_grad_enabled(ctx)) return false;
+    bool any = x->requires_grad || (b->has_down && any_requires_grad(&b->down));
+    for (int i = 0; i < b->n_conv; i++) any |= any_requires_grad(&b->conv[i]);
+    return any;
+}
+
+/* The spatial size after a (conv, bn) unit. */
+static int64_t conv_out_size(const conv_bn *cb, int64_t in)
+{
+    return (in + 2 * cb->pad - cb->k) / cb->stride + 1;
+}
+
+/* The output shape of block b on an input of shape xs (N, C, H, W). */
+static void block_out_shape(const block *b, const int64_t *xs, int64_t *os)
+{
+    int64_t h = xs[2], w = xs[3];
+    for (int i = 0; i < b->n_conv; i++)
+        h = conv_out_size(&b->conv[i], h), w = conv_out_size(&b->conv[i], w);
+    os[0] = xs[0], os[1] = b->conv[b->n_conv - 1].w->shape[0], os[2] = h, os[3] = w;
 }
 
 /* BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + identity); Bottleneck: the same with three
- * convs (1x1, 3x3, 1x1). identity is x, or downsample(x) when the shape changes. */
-static ddn_tensor *block_forward(ddn_ctx *ctx, const block *b, ddn_tensor *x, bool training)
+ * convs (1x1, 3x3, 1x1). identity is x, or downsample(x) when the shape changes. Without
+ * recording, the output goes to the start of out_buf (a flat step tensor large enough, not x's
+ * memory) when given, else to a new tensor, made before the mark that drops the rest. */
+static ddn_tensor *block_forward(ddn_ctx *ctx, const block *b, ddn_tensor *x, bool training,
+                                 ddn_tensor *out_buf)
 {
+    bool lean = !block_records(ctx, b, x);
+    ddn_tensor *out = NULL;
+    ddn_mark mark = {0};
+    if (lean) {
+        int64_t os[4], stride[4];
+        block_out_shape(b, x->shape, os);
+        ddn_contiguous_strides(4, os, stride);
+        bool fits = out_buf && out_buf->dtype == x->dtype && out_buf->data != x->data &&
+                    ddn_tensor_numel(out_buf) >= os[0] * os[1] * os[2] * os[3];
+        out = fits ? ddn_view_raw(ctx, out_buf, 4, os, stride, 0)
+                   : ddn_tensor_new(ctx, x->dtype, 4, os);
+        if (!out) return NULL;
+        mark = ddn_ctx_mark(ctx);
+    }
     ddn_tensor *y = x;
-    for (int i = 0; i < b->n_conv; i++)
-        y = conv_bn_forward(ctx, &b->conv[i], y, training, i < b->n_conv - 1);
-    ddn_tensor *identity = b->has_down ? conv_bn_forward(ctx, &b->down, x, training, false) : x;
-    return ddn_relu(ctx, ddn_add(ctx, y, identity));
+    for (int i = 0; i < b->n_conv - 1; i++)
+        y = conv_bn_forward(ctx, &b->conv[i], y, training, true, NULL, NULL, lean);
+    ddn_tensor *identity = b->has_down && y
+                               ? conv_bn_forward(ctx, &b->down, x, training, false, NULL, NULL,
+                                                 lean)
+                               : x;
+    y = y && identity ? conv_bn_forward(ctx, &b->conv[b->n_conv - 1], y, training, true,
+                                        identity, out, false)
+                      : NULL;
+    /* Nothing recorded refers to the temporaries (checked, not assumed): drop them. */
+    if (y && lean && ddn_tape_len(ctx) == mark.tape_len) ddn_ctx_rewind(ctx, mark);
+    return y;
 }
 
 /* The input must be (N, in_channels, H, W) in the model's dtype; NULL with an error otherwise. */
@@ -317,15 +384,76 @@ static bool check_input(const ddn_resnet *net, const char *op, const ddn_tensor 
     return true;
 }
 
+/* The stem's output shape (conv1 with its stride, then the 3x3 / 2 max pool, padding 1, floor). */
+static void stem_out_shape(const ddn_resnet *net, const int64_t *xs, int64_t *os)
+{
+    const conv_bn *cb = &net->stem;
+    os[0] = xs[0], os[1] = cb->w->shape[0];
+    for (int d = 2; d < 4; d++) os[d] = (conv_out_size(cb, xs[d]) + 2 * 1 - 3) / 2 + 1;
+}
+
+/* conv1, bn1, relu, maxpool. Without recording, the max-pooled result is copied below an arena
+ * mark and the full-resolution temporaries are dropped. */
+static ddn_tensor *stem_forward(ddn_resnet *net, ddn_tensor *x, bool training, bool lean)
+{
+    ddn_ctx *ctx = net->ctx;
+    const conv_bn *cb = &net->stem;
+    ddn_pool2d_params mp = {{3, 3}, {2, 2}, {1, 1}, false, true};
+    if (!lean) return ddn_max_pool2d(ctx, conv_bn_forward(ctx, cb, x, training, true, NULL, NULL,
+                                                          false), mp);
+    int64_t os[4];
+    stem_out_shape(net, x->shape, os);
+    ddn_tensor *out = ddn_tensor_new(ctx, x->dtype, 4, os);
+    if (!out) return NULL;
+    ddn_mark mark = ddn_ctx_mark(ctx);
+    ddn_tensor *y = ddn_max_pool2d(ctx, conv_bn_forward(ctx, cb, x, training, true, NULL, NULL,
+                                                        true), mp);
+    if (!y) return NULL;
+    if (!ddn_tensor_same_shape(y, out) || ddn_tape_len(ctx) != mark.tape_len) return y;
+    if (ddn_tensor_copy_(out, y) != DDN_OK) return NULL;
+    ddn_ctx_rewind(ctx, mark);
+    return out;
+}
+
+/* Whether the forward records nothing: then only the live activations need memory. */
+static bool records_nothing(const ddn_resnet *net, const ddn_tensor *x)
+{
+    if (!ddn_grad_enabled(net->ctx)) return true;
+    bool any = x->requires_grad || any_requires_grad(&net->stem);
+    for (int i = 0; i < net->n_blocks && !any; i++) {
+        const block *b = &net->blocks[i];
+        any = b->has_down && any_requires_grad(&b->down);
+        for (int j = 0; j < b->n_conv; j++) any |= any_requires_grad(&b->conv[j]);
+    }
+    return !any;
+}
+
 ddn_tensor *ddn_resnet_forward(ddn_resnet *net, ddn_tensor *x, bool training)
 {
     if (!net || !x) return NULL;
     if (!check_input(net, "resnet_forward", x, net->opts.in_channels)) return NULL;
     ddn_ctx *ctx = net->ctx;
-    ddn_pool2d_params mp = {{3, 3}, {2, 2}, {1, 1}, false, true};
-    ddn_tensor *y = conv_bn_forward(ctx, &net->stem, x, training, true);
-    y = ddn_max_pool2d(ctx, y, mp);
-    for (int i = 0; i < net->n_blocks; i++) y = block_forward(ctx, &net->blocks[i], y, training);
+    bool lean = records_nothing(net, x);
+    bool stem_lean = !ddn_grad_enabled(ctx) || !(x->requires_grad ||
+                                                 any_requires_grad(&net->stem));
+    ddn_tensor *y = stem_forward(net, x, training, stem_lean);
+    /* Without recording a block's input dies with the block: the blocks alternate between two
+     * buffers sized for the largest output (ResNet-50, batch 8, 224: 2 x 25 MB rather than all
+     * 16 block outputs, 176 MB). The last block's output stays valid until the step reset. */
+    ddn_tensor *buf[2] = {NULL, NULL};
+    if (lean && y && net->n_blocks > 1) {
+        int64_t s[4], most = 0;
+        stem_out_shape(net, x->shape, s);
+        for (int i = 0; i < net->n_blocks; i++) {
+            block_out_shape(&net->blocks[i], s, s);
+            if (s[0] * s[1] * s[2] * s[3] > most) most = s[0] * s[1] * s[2] * s[3];
+        }
+        buf[0] = ddn_tensor_new(ctx, x->dtype, 1, &most);
+        buf[1] = buf[0] ? ddn_tensor_new(ctx, x->dtype, 1, &most) : NULL;
+        if (!buf[1]) return NULL;
+    }
+    for (int i = 0; i < net->n_blocks; i++)
+        y = block_forward(ctx, &net->blocks[i], y, training, buf[i % 2]);
     if (net->opts.features_only) return y;
     y = ddn_flatten(ctx, ddn_adaptive_avg_pool2d(ctx, y, 1, 1), 1);
     return ddn_linear(ctx, y, net->fc_w, net->fc_b);
@@ -339,7 +467,7 @@ ddn_tensor *ddn_resnet_block_forward(ddn_resnet *net, int stage, int index, ddn_
         const block *b = &net->blocks[i];
         if (b->stage != stage || b->index != index) continue;
         if (!check_input(net, "resnet_block_forward", x, b->conv[0].w->shape[1])) return NULL;
-        return block_forward(net->ctx, b, x, training);
+        return block_forward(net->ctx, b, x, training, NULL);
     }
     ddn_ctx_set_error(net->ctx, DDN_ERR_ARG, "resnet_block_forward: the model has no block "
                       "layer%d.%d", stage, index);

@@ -2,12 +2,15 @@
  * layers/pool.c, core/cpu/norm_pool.c): forwards against naive loops in double (float32 and
  * float64), running-statistic updates against a hand computation, float64 gradient checks of
  * every op and mode (including non-contiguous inputs and gradient accumulation), dropout's mask
- * properties, identical results with one and two threads, and the bad-argument errors. PyTorch
- * comparisons: tests/test_norm_pool_torch.c.
+ * properties, identical results with one and two threads, and the bad-argument errors. The fused
+ * batch_norm2d_relu (with and without a residual): gradient checks, bit-identical values and
+ * gradients to the separate ops, and its in-place no-grad form. PyTorch comparisons:
+ * tests/test_norm_pool_torch.c.
  */
 #include <math.h>
 #include <string.h>
 
+#include "nn_impl.h"
 #include "test_util.h"
 
 static const ddn_gradcheck_opts all_entries = {.max_entries = 400};
@@ -150,6 +153,141 @@ static void test_batch_norm_gradients(void **state)
         assert_ok(ctx, ddn_tensor_to_host(w->grad, DDN_DTYPE_F64, pass ? g2 : g1));
     }
     for (int c = 0; c < 3; c++) assert_true(fabs(g2[c] - 2 * g1[c]) <= 1e-14 * fabs(g1[c]));
+    ddn_ctx_free(ctx);
+}
+
+/* ---- fused batch norm (+ residual) + relu --------------------------------------------------- */
+static ddn_tensor *f_bn_relu(ddn_ctx *ctx, ddn_tensor *const *in, void *u)
+{
+    const bn_case *c = u;
+    return ddn_batch_norm2d_relu(ctx, in[0], in[1], in[2], c->rm, c->rv, c->training, 0.1, 1e-5,
+                                 c->transpose ? in[3] : NULL); /* transpose: with a residual */
+}
+
+static void test_batch_norm_relu_gradients(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = test_ctx();
+    for (int k = 0; k < 4; k++) {
+        bn_case c = {k & 1, true, (k >> 1) & 1, NULL, NULL};
+        c.rm = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F64, DDN_SHAPE(3));
+        c.rv = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F64, DDN_SHAPE(3));
+        assert_ok(ctx, ddn_tensor_fill_uniform(c.rm, NULL, -1, 1));
+        assert_ok(ctx, ddn_tensor_fill_uniform(c.rv, NULL, 0.5, 2));
+        ddn_tensor *in[4] = {test_leaf(ctx, DDN_SHAPE(2, 3, 4, 3), -2, 2),
+                             test_leaf(ctx, DDN_SHAPE(3), 0.5, 1.5),
+                             test_leaf(ctx, DDN_SHAPE(3), -1, 1),
+                             test_leaf(ctx, DDN_SHAPE(2, 3, 4, 3), -1, 1)};
+        print_message("batch_norm2d_relu training %d residual %d\n", c.training, c.transpose);
+        assert_gradcheck(ctx, f_bn_relu, &c, c.transpose ? 4 : 3, in, &all_entries);
+        ddn_tensor_free(c.rm);
+        ddn_tensor_free(c.rv);
+        ddn_ctx_reset_step(ctx);
+    }
+    ddn_ctx_free(ctx);
+}
+
+/* Runs relu(bn(x) [+ r]) fused or as separate ops on float32 copies of the same values and
+ * returns y, the running statistics and the gradients of x, w, b, r for L = sum(y * proj), all
+ * in one host array (n values each for y, x, r; C each for w, b, rm, rv). */
+static void bn_relu_run(bool fused, bool training, bool residual, const double *host, double *res)
+{
+    ddn_ctx *ctx = test_ctx();
+    const int64_t n = 2 * 4 * 5 * 5, C = 4;
+    ddn_tensor *x = ddn_tensor_from_host(ctx, DDN_DTYPE_F64, DDN_SHAPE(2, 4, 5, 5), host);
+    ddn_tensor *r = ddn_tensor_from_host(ctx, DDN_DTYPE_F64, DDN_SHAPE(2, 4, 5, 5), host + n);
+    ddn_tensor *proj = ddn_tensor_from_host(ctx, DDN_DTYPE_F64, DDN_SHAPE(2, 4, 5, 5),
+                                            host + 2 * n);
+    ddn_tensor *leaf[5];
+    ddn_tensor *src[5] = {x, r, ddn_tensor_from_host(ctx, DDN_DTYPE_F64, DDN_SHAPE(4), host + 3 * n),
+                          ddn_tensor_from_host(ctx, DDN_DTYPE_F64, DDN_SHAPE(4), host + 3 * n + C),
+                          proj};
+    for (int i = 0; i < 5; i++) {
+        leaf[i] = ddn_cast(ctx, src[i], DDN_DTYPE_F32);
+        if (i < 4) assert_ok(ctx, ddn_tensor_set_requires_grad(leaf[i], true));
+    }
+    ddn_tensor *rm = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, DDN_SHAPE(4));
+    ddn_tensor *rv = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, DDN_SHAPE(4));
+    assert_ok(ctx, ddn_tensor_fill(rm, 0.25));
+    assert_ok(ctx, ddn_tensor_fill(rv, 1.5));
+    ddn_tensor *rr = residual ? leaf[1] : NULL, *y;
+    if (fused) {
+        y = ddn_batch_norm2d_relu(ctx, leaf[0], leaf[2], leaf[3], rm, rv, training, 0.1, 1e-5, rr);
+    } else {
+        y = ddn_batch_norm2d(ctx, leaf[0], leaf[2], leaf[3], rm, rv, training, 0.1, 1e-5);
+        y = ddn_relu(ctx, rr ? ddn_add(ctx, y, rr) : y);
+    }
+    assert_ok(ctx, ddn_backward(ctx, ddn_sum(ctx, ddn_mul(ctx, y, leaf[4]), 0, NULL, false)));
+    assert_ok(ctx, ddn_tensor_to_host(y, DDN_DTYPE_F64, res));
+    assert_ok(ctx, ddn_tensor_to_host(leaf[0]->grad, DDN_DTYPE_F64, res + n));
+    if (residual) assert_ok(ctx, ddn_tensor_to_host(leaf[1]->grad, DDN_DTYPE_F64, res + 2 * n));
+    else assert_null(leaf[1]->grad);
+    assert_ok(ctx, ddn_tensor_to_host(leaf[2]->grad, DDN_DTYPE_F64, res + 3 * n));
+    assert_ok(ctx, ddn_tensor_to_host(leaf[3]->grad, DDN_DTYPE_F64, res + 3 * n + C));
+    assert_ok(ctx, ddn_tensor_to_host(rm, DDN_DTYPE_F64, res + 3 * n + 2 * C));
+    assert_ok(ctx, ddn_tensor_to_host(rv, DDN_DTYPE_F64, res + 3 * n + 3 * C));
+    ddn_tensor_free(rm);
+    ddn_tensor_free(rv);
+    ddn_ctx_free(ctx);
+}
+
+static void test_batch_norm_relu_matches_separate_ops(void **state)
+{
+    (void)state;
+    const int64_t n = 2 * 4 * 5 * 5, total = 3 * n + 4 * 4;
+    double host[3 * 2 * 4 * 5 * 5 + 8];
+    ddn_rng rng;
+    ddn_rng_seed(&rng, 7);
+    for (int64_t i = 0; i < 3 * n + 8; i++) host[i] = 4 * ddn_rng_uniform(&rng) - 2;
+    for (int k = 0; k < 4; k++) {
+        bool training = k & 1, residual = k >> 1;
+        double *a = test_calloc((size_t)total, sizeof *a), *b = test_calloc((size_t)total,
+                                                                            sizeof *b);
+        bn_relu_run(true, training, residual, host, a);
+        bn_relu_run(false, training, residual, host, b);
+        for (int64_t i = 0; i < total; i++)
+            if (a[i] != b[i]) fail_msg("training %d residual %d: entry %lld: fused %.9g, "
+                                       "separate %.9g", training, residual, (long long)i, a[i],
+                                       b[i]);
+        test_free(a);
+        test_free(b);
+    }
+}
+
+/* The no-grad form may write over its input (ResNet's lean forward); nothing else may. */
+static void test_batch_norm_relu_in_place(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = test_ctx();
+    ddn_tensor *rm = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, DDN_SHAPE(3));
+    ddn_tensor *rv = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, DDN_SHAPE(3));
+    assert_ok(ctx, ddn_tensor_fill(rm, 0.5));
+    assert_ok(ctx, ddn_tensor_fill(rv, 2.0));
+    ddn_tensor *x = ddn_rand_uniform(ctx, NULL, DDN_DTYPE_F32, DDN_SHAPE(2, 3, 4, 4), -2, 2);
+    ddn_tensor *r = ddn_rand_uniform(ctx, NULL, DDN_DTYPE_F32, DDN_SHAPE(2, 3, 4, 4), -1, 1);
+    ddn_tensor *expect = ddn_batch_norm2d_relu(ctx, x, NULL, NULL, rm, rv, false, 0.1, 1e-5, r);
+    ddn_tensor *plain = ddn_batch_norm2d(ctx, x, NULL, NULL, rm, rv, false, 0.1, 1e-5);
+    assert_non_null(expect);
+    assert_non_null(plain);
+    ddn_tensor *x2 = ddn_tensor_new(ctx, DDN_DTYPE_F32, DDN_SHAPE(2, 3, 4, 4));
+    ddn_tensor *x3 = ddn_tensor_new(ctx, DDN_DTYPE_F32, DDN_SHAPE(2, 3, 4, 4));
+    assert_ok(ctx, ddn_tensor_copy_(x2, x));
+    assert_ok(ctx, ddn_tensor_copy_(x3, x));
+    assert_ptr_equal(ddn_batch_norm2d_into(ctx, x2, NULL, NULL, rm, rv, false, 0.1, 1e-5, r, true,
+                                           x2), x2);
+    assert_tensor_close(x2, expect, 0, 0);
+    assert_ptr_equal(ddn_batch_norm2d_into(ctx, x3, NULL, NULL, rm, rv, false, 0.1, 1e-5, NULL,
+                                           false, x3), x3);
+    assert_tensor_close(x3, plain, 0, 0);
+    /* recording saves x for backward: writing over it is refused */
+    assert_ok(ctx, ddn_tensor_set_requires_grad(x, true));
+    assert_null(ddn_batch_norm2d_into(ctx, x, NULL, NULL, rm, rv, false, 0.1, 1e-5, NULL, true,
+                                      x));
+    assert_error(ctx, DDN_ERR_ARG, "out may share x's memory only when nothing is recorded");
+    assert_null(ddn_batch_norm2d_relu(ctx, x, NULL, NULL, rm, rv, false, 0.1, 1e-5, rm));
+    assert_error(ctx, DDN_ERR_SHAPE, "residual (3) must have x's shape (2,3,4,4)");
+    ddn_tensor_free(rm);
+    ddn_tensor_free(rv);
     ddn_ctx_free(ctx);
 }
 
@@ -513,6 +651,9 @@ int main(void)
         cmocka_unit_test(test_max_pool),           cmocka_unit_test(test_avg_pool),
         cmocka_unit_test(test_adaptive_avg_pool),  cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_threads),            cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_batch_norm_relu_gradients),
+        cmocka_unit_test(test_batch_norm_relu_matches_separate_ops),
+        cmocka_unit_test(test_batch_norm_relu_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,8 @@
  * loaded strictly by name) and resnet_small_ref.safetensors (float64 torch references of a
  * training step and evaluation, one full-width Bottleneck, torchvision's name lists). The last
  * test runs tools/export_torchvision.py for a full-width ResNet-50 when /usr/bin/python3 has torch.
+ * A forward without recording (which keeps only each block's output) matches a recording one
+ * bit for bit.
  *
  * Metric: per tensor, max|actual - expected| / max|expected|. Elementwise relative error means
  * nothing for entries near zero (gradients cross zero everywhere), and float32 round-off in a
@@ -335,6 +337,90 @@ static void test_features(void **state)
     ddn_ctx_free(ctx);
 }
 
+/* A forward that records nothing keeps only each block's output (the rest is rewound as it
+ * goes): the same values bit for bit as a recording forward, the same running-statistic updates
+ * in training mode, and a fraction of the arena. */
+static void assert_same_values(const ddn_tensor *a, const ddn_tensor *b)
+{
+    int64_t n = ddn_tensor_numel(a);
+    assert_int_equal(n, ddn_tensor_numel(b));
+    double *av = test_malloc((size_t)n * sizeof *av), *bv = test_malloc((size_t)n * sizeof *bv);
+    assert_ok(a->ctx, ddn_tensor_to_host(a, DDN_DTYPE_F64, av));
+    assert_ok(b->ctx, ddn_tensor_to_host(b, DDN_DTYPE_F64, bv));
+    assert_memory_equal(av, bv, (size_t)n * sizeof *av);
+    test_free(av);
+    test_free(bv);
+}
+
+static void test_lean_forward(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = test_ctx();
+    ddn_st_file *f = open_ref(ctx);
+    ddn_resnet *rec = small_net(ctx, DDN_RESNET50, false, DDN_DTYPE_F32);
+    ddn_resnet *lean = small_net(ctx, DDN_RESNET50, false, DDN_DTYPE_F32);
+    load_strict(ctx, rec, test_data_path("resnet_small.safetensors"), NULL);
+    load_strict(ctx, lean, test_data_path("resnet_small.safetensors"), NULL);
+    ddn_tensor *x = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, DDN_SHAPE(2, 3, 64, 64));
+    assert_ok(ctx, ddn_tensor_fill_normal(x, NULL, 0, 1));
+    for (int training = 0; training < 2; training++) {
+        ddn_tensor *y_rec = ddn_resnet_forward(rec, x, training);
+        assert_non_null(y_rec);
+        assert_true(ddn_tape_len(ctx) > 0);
+        size_t in_use_rec = ddn_ctx_stats(ctx).arena_in_use;
+        bool prev = ddn_set_grad_enabled(ctx, false);
+        ddn_mark before = ddn_ctx_mark(ctx);
+        size_t base = ddn_ctx_stats(ctx).arena_in_use;
+        ddn_tensor *y_lean = ddn_resnet_forward(lean, x, training);
+        ddn_set_grad_enabled(ctx, prev);
+        assert_non_null(y_lean);
+        assert_int_equal(ddn_tape_len(ctx), before.tape_len);
+        size_t in_use_lean = ddn_ctx_stats(ctx).arena_in_use - base;
+        print_message("training %d: arena in use after the forward: recording %zu bytes, "
+                      "no grad %zu\n", training, in_use_rec, in_use_lean);
+        assert_true(in_use_lean * 4 < in_use_rec);
+        assert_same_values(y_lean, y_rec);
+        ddn_params *pr = ddn_resnet_params(rec), *pl = ddn_resnet_params(lean);
+        for (int64_t i = 0; i < ddn_params_count(pr); i++)
+            if (ddn_params_is_buffer(pr, i))
+                assert_same_values(ddn_params_at(pl, i), ddn_params_at(pr, i));
+        ddn_ctx_reset_step(ctx);
+    }
+    /* a frozen front (stem and layer1) runs lean while the rest records: same logits, same
+     * gradients for the trained parameters */
+    ddn_params *pr = ddn_resnet_params(rec), *pl = ddn_resnet_params(lean);
+    for (int64_t i = 0; i < ddn_params_count(pl); i++) {
+        const char *name = ddn_params_name(pl, i);
+        bool front = !strncmp(name, "conv1.", 6) || !strncmp(name, "bn1.", 4) ||
+                     !strncmp(name, "layer1.", 7);
+        if (front && !ddn_params_is_buffer(pl, i))
+            assert_ok(ctx, ddn_tensor_set_requires_grad(ddn_params_at(pl, i), false));
+    }
+    ddn_tensor *y_rec = ddn_resnet_forward(rec, x, false);
+    int64_t tape_rec = ddn_tape_len(ctx);
+    size_t in_use_rec = ddn_ctx_stats(ctx).arena_in_use;
+    ddn_tensor *y_lean = ddn_resnet_forward(lean, x, false);
+    assert_non_null(y_rec);
+    assert_non_null(y_lean);
+    assert_true(ddn_tape_len(ctx) - tape_rec < tape_rec);
+    print_message("frozen front: recording %zu bytes, lean front %zu\n", in_use_rec,
+                  ddn_ctx_stats(ctx).arena_in_use - in_use_rec);
+    assert_same_values(y_lean, y_rec);
+    ddn_tensor *dy = ddn_rand_uniform(ctx, NULL, DDN_DTYPE_F32, y_rec->ndim, y_rec->shape, -1, 1);
+    assert_ok(ctx, ddn_backward_with_grad(ctx, y_rec, dy));
+    assert_ok(ctx, ddn_backward_with_grad(ctx, y_lean, dy));
+    for (int64_t i = 0; i < ddn_params_count(pl); i++) {
+        ddn_tensor *t = ddn_params_at(pl, i);
+        if (t->requires_grad) assert_same_values(t->grad, ddn_params_at(pr, i)->grad);
+    }
+    ddn_ctx_reset_step(ctx);
+    ddn_tensor_free(x);
+    ddn_resnet_free(rec);
+    ddn_resnet_free(lean);
+    ddn_safetensors_close(f);
+    ddn_ctx_free(ctx);
+}
+
 /* One real-width Bottleneck (256 -> 64 -> 256, layer1.1 of ResNet-50), training mode. */
 static void test_block_full_width(void **state)
 {
@@ -525,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_small_f32),
         cmocka_unit_test(test_small_f64),
         cmocka_unit_test(test_features),
+        cmocka_unit_test(test_lean_forward),
         cmocka_unit_test(test_block_full_width),
         cmocka_unit_test(test_errors),
         cmocka_unit_test_teardown(test_export_full_width, export_teardown),
