@@ -172,7 +172,7 @@ int train_plot(const char *csv, const char *png, char *err, size_t err_n)
     }
     memset(c->px, 255, sizeof c->px);
     panel(c, 50, 230, "training loss (per step)", &loss, x_max, BLUE, false, "%.3f");
-    panel(c, 360, 230, "test accuracy % (per epoch)", &acc, x_max, ORANGE, true, "%.1f");
+    panel(c, 360, 230, "test accuracy % (after each epoch and at the end)", &acc, x_max, ORANGE, true, "%.1f");
     text(c, W / 2 - text_width("step") / 2, H - 22, "step", BLACK);
     if (!stbi_write_png(png, W, H, 3, c->px, W * 3)) {
         snprintf(err, err_n, "cannot write %s", png);
