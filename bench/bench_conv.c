@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ddn.h"
 
 typedef struct {
@@ -34,19 +35,6 @@ static const layer layers[] = {
     {"1x1/2 256->512 @56", 256, 56, 512, 1, 2, 0, true},
     {"3x3 512->512 @7", 512, 7, 512, 3, 1, 1, true},
 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void die(ddn_ctx *ctx, const char *what)
 {
@@ -77,20 +65,20 @@ static void bench_layer(ddn_ctx *ctx, const layer *l, int batch, int runs, doubl
         ddn_tensor_zero_grad(x);
         ddn_tensor_zero_grad(w);
         ddn_mark mark = ddn_ctx_mark(ctx);
-        double t0 = now();
+        double t0 = bench_now();
         ddn_tensor *y = ddn_conv2d(ctx, x, w, NULL, p);
-        double t1 = now();
+        double t1 = bench_now();
         if (!y) die(ctx, l->name);
         ddn_tensor *dy = ddn_rand_uniform(ctx, NULL, DDN_DTYPE_F32, y->ndim, y->shape, -1, 1);
         if (!dy) die(ctx, "dy");
-        double t2 = now();
+        double t2 = bench_now();
         if (ddn_backward_with_grad(ctx, y, dy) != DDN_OK) die(ctx, "backward");
-        double t3 = now();
+        double t3 = bench_now();
         tf[r] = t1 - t0, tb[r] = t3 - t2;
         ddn_ctx_rewind(ctx, mark);
     }
-    qsort(tf + 1, (size_t)runs, sizeof *tf, cmp_double);
-    qsort(tb + 1, (size_t)runs, sizeof *tb, cmp_double);
+    qsort(tf + 1, (size_t)runs, sizeof *tf, bench_cmp_double);
+    qsort(tb + 1, (size_t)runs, sizeof *tb, bench_cmp_double);
     *fwd = tf[1 + runs / 2], *bwd = tb[1 + runs / 2];
     free(tf), free(tb);
     ddn_tensor_free(x);

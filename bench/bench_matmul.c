@@ -14,20 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ddn.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct {
     ddn_ctx *ctx;
@@ -41,7 +29,7 @@ typedef struct {
 static double time_calls(const problem *p, bool use_ddn, int calls)
 {
     int n = p->n;
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < calls; i++) {
         if (use_ddn) {
             ddn_mark mark = ddn_ctx_mark(p->ctx); /* the result lives in the step arena */
@@ -58,7 +46,7 @@ static double time_calls(const problem *p, bool use_ddn, int calls)
                         n, 0.0, p->rc, n);
         }
     }
-    return (now() - t0) / calls;
+    return (bench_now() - t0) / calls;
 }
 
 static void bench(ddn_ctx *ctx, int n, ddn_dtype dt, int runs)
@@ -91,8 +79,8 @@ static void bench(ddn_ctx *ctx, int n, ddn_dtype dt, int runs)
         td[r] = ddn_first ? x : y;
         tr[r] = ddn_first ? y : x;
     }
-    qsort(td, (size_t)runs, sizeof *td, cmp_double);
-    qsort(tr, (size_t)runs, sizeof *tr, cmp_double);
+    qsort(td, (size_t)runs, sizeof *td, bench_cmp_double);
+    qsort(tr, (size_t)runs, sizeof *tr, bench_cmp_double);
     double gd = flops / td[runs / 2] / 1e9, gr = flops / tr[runs / 2] / 1e9;
     printf("| %4d | %s | %8.1f | %8.1f | %5.3f |\n", n, dt == DDN_DTYPE_F32 ? "sgemm" : "dgemm",
            gd, gr, gd / gr);

@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ddn.h"
 
 #define MEAN 0.2860
@@ -22,13 +23,6 @@
 #define WARMUP_STEPS 20
 
 typedef struct { ddn_tensor *w1, *b1, *w2, *b2; } mlp;
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(ddn_ctx *ctx)
 {
@@ -108,9 +102,9 @@ int main(int argc, char **argv)
         order[j] = t;
     }
     run_epoch(ctx, &m, opt, &img, &lab, order, n, batch, WARMUP_STEPS);
-    double t0 = now();
+    double t0 = bench_now();
     double loss = run_epoch(ctx, &m, opt, &img, &lab, order, n, batch, 0);
-    double secs = now() - t0;
+    double secs = bench_now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("RESULT ddn epoch_s=%.4f rss_kb=%ld loss=%.4f threads=%d batch=%d\n", secs,

@@ -18,23 +18,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ddn.h"
 
 #define HEAD_M 16
 #define CLASSES 10
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct bench {
     ddn_ctx *ctx;
@@ -119,12 +107,12 @@ int main(int argc, char **argv)
     }
     double t[101];
     for (int r = 0; r <= runs; r++) { /* r = 0: the warm-up */
-        double t0 = now();
+        double t0 = bench_now();
         if (train_step(&b, &loss) != DDN_OK) goto done;
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
         ddn_ctx_reset_step(b.ctx);
     }
-    qsort(t + 1, (size_t)runs, sizeof t[0], cmp_double);
+    qsort(t + 1, (size_t)runs, sizeof t[0], bench_cmp_double);
     double med = runs % 2 ? t[1 + runs / 2] : (t[runs / 2] + t[runs / 2 + 1]) / 2;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -18,20 +18,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ddn.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The best of 5 products of 1024 x 1024 matrices, GFLOP/s. */
 static double sgemm_rate(void)
@@ -43,9 +31,9 @@ static double sgemm_rate(void)
     if (a && b && c) {
         for (int i = 0; i < n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
         for (int r = 0; r < 6; r++) {
-            double t0 = now();
+            double t0 = bench_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-            double g = 2.0 * n * n * n / (now() - t0) / 1e9;
+            double g = 2.0 * n * n * n / (bench_now() - t0) / 1e9;
             if (r > 0 && g > best) best = g;
         }
     }
@@ -100,7 +88,7 @@ int main(int argc, char **argv)
     }
     double t[101];
     for (int r = 0; r <= runs; r++) { /* r = 0: the warm-up */
-        double t0 = now();
+        double t0 = bench_now();
         if (train) {
             ddn_optim_zero_grad(opt);
             ddn_tensor *logits = ddn_resnet_forward(net, x, true);
@@ -110,10 +98,10 @@ int main(int argc, char **argv)
         } else if (!ddn_resnet_forward(net, x, false)) {
             goto done;
         }
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
         ddn_ctx_reset_step(ctx);
     }
-    qsort(t + 1, (size_t)runs, sizeof t[0], cmp_double);
+    qsort(t + 1, (size_t)runs, sizeof t[0], bench_cmp_double);
     double med = runs % 2 ? t[1 + runs / 2] : (t[runs / 2] + t[runs / 2 + 1]) / 2;
     double gflop = 4.1 * batch * (size / 224.0) * (size / 224.0) * (train ? 3 : 1);
     struct rusage ru;
