@@ -26,6 +26,8 @@ typedef struct ddn_arena {
 struct ddn_ctx {
     ddn_device device;
     const ddn_backend *backend;
+    void *backend_state;  /* the backend's per-context state (NULL on the CPU); see backend.h */
+    ddn_kernels kernels;  /* backend->k with NULL entries replaced by "unsupported" stubs */
     ddn_status status;
     char errmsg[1024];
     ddn_arena meta; /* host: tensor structs, tape nodes, saved state, scratch */
@@ -43,7 +45,7 @@ void *ddn_arena_alloc_data(ddn_ctx *ctx, size_t bytes); /* device memory for ste
 void ddn_ctx_note_persistent(ddn_ctx *ctx, ptrdiff_t delta_bytes);
 
 /* ---- tensors (core/tensor.c) ---- */
-static inline const ddn_kernels *ddn_k(const ddn_tensor *t) { return t->ctx->backend->k; }
+static inline const ddn_kernels *ddn_k(const ddn_tensor *t) { return &t->ctx->kernels; }
 /* A step tensor with x's shape and dtype, contiguous, uninitialised. */
 ddn_tensor *ddn_tensor_new_like(ddn_ctx *ctx, const ddn_tensor *x);
 /* A step-lifetime view of src's memory with its own shape/strides/offset; no tape node. */
