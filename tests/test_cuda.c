@@ -1,0 +1,540 @@
+/* ddn — the CUDA backend against the CPU backend (CTest label `cuda`).
+ *
+ * Every kernel the CUDA backend implements runs on the same seeded inputs in a CPU context and a
+ * CUDA context, and the results are compared with the tolerance stated beside each test. The
+ * device kernels use the same per-element functions as the CPU (elementwise_math.h,
+ * optim_math.h), so elementwise differences come only from the device's libm (a few ulps) and
+ * reductions only from summation order; cuBLAS runs without TF32, so float32 GEMMs agree to float32
+ * rounding times sqrt(K).
+ *
+ * Without a device the device tests skip with one line ("skipped: no CUDA device (...)") and
+ * pass; the tests marked "always" run anyway: the clean error from ddn_ctx_new, the
+ * "not implemented" stubs and ddn_tensor_to's checks.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ddn_impl.h"
+#include "test_util.h"
+
+static ddn_ctx *cpu, *gpu;
+static const char *no_device_why;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    cpu = test_ctx();
+    gpu = ddn_ctx_new(DDN_DEVICE_CUDA, &no_device_why);
+    if (!gpu) printf("skipped: device tests (%s)\n", no_device_why ? no_device_why : "?");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    ddn_ctx_free(gpu);
+    ddn_ctx_free(cpu);
+    return 0;
+}
+
+#define NEED_DEVICE()                                                                          \
+    do {                                                                                       \
+        if (!gpu) skip();                                                                      \
+        ddn_ctx_reset_step(cpu);                                                               \
+        ddn_ctx_reset_step(gpu);                                                               \
+    } while (0)
+
+/* Seeded uniform values on the CPU, and the same values on the device. */
+static ddn_tensor *cpu_rand(ddn_dtype dt, int ndim, const int64_t *shape, double lo, double hi,
+                            uint64_t seed)
+{
+    ddn_rng rng;
+    ddn_rng_seed(&rng, seed);
+    ddn_tensor *t = ddn_rand_uniform(cpu, &rng, dt, ndim, shape, lo, hi);
+    assert_non_null(t);
+    return t;
+}
+
+static ddn_tensor *on_gpu(const ddn_tensor *t)
+{
+    ddn_tensor *g = ddn_tensor_to(gpu, t, DDN_DEVICE_CUDA);
+    if (!g) fail_msg("tensor_to cuda: %s", ddn_ctx_errmsg(gpu));
+    return g;
+}
+
+static ddn_tensor *like(ddn_ctx *ctx, const ddn_tensor *t, double fill)
+{
+    ddn_tensor *o = ddn_full(ctx, t->dtype, t->ndim, t->shape, fill);
+    assert_non_null(o);
+    return o;
+}
+
+/* A transposed view of the last two dims (no copy, no tape). */
+static ddn_tensor *transposed(ddn_ctx *ctx, const ddn_tensor *t)
+{
+    int64_t shape[DDN_MAX_DIMS], stride[DDN_MAX_DIMS];
+    for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d], stride[d] = t->stride[d];
+    int a = t->ndim - 2, b = t->ndim - 1;
+    int64_t s = shape[a];
+    shape[a] = shape[b], shape[b] = s;
+    s = stride[a];
+    stride[a] = stride[b], stride[b] = s;
+    return ddn_view_raw(ctx, t, t->ndim, shape, stride, t->offset);
+}
+
+/* float32: a few ulps of device libm; float64 likewise */
+static double tol(ddn_dtype dt) { return dt == DDN_DTYPE_F32 ? 2e-6 : 1e-13; }
+
+/* ---- always: no device, stubs, tensor_to checks ------------------------------------------------ */
+static void test_ctx_new_without_device_is_clean(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    ddn_ctx *c = ddn_ctx_new(DDN_DEVICE_CUDA, &why);
+    if (c) { /* a device is present: the context works and says so */
+        assert_int_equal(ddn_ctx_device(c), DDN_DEVICE_CUDA);
+        ddn_ctx_free(c);
+        return;
+    }
+    assert_non_null(why);
+#ifdef DDN_TEST_HAVE_CUDA
+    /* A CUDA build on a machine without a usable device names the reason. */
+    assert_non_null(strstr(why, "no CUDA device"));
+#else
+    assert_non_null(strstr(why, "no CUDA backend"));
+#endif
+    /* Asking twice gives the same clean answer (no state left behind by the first attempt). */
+    const char *again = NULL;
+    assert_null(ddn_ctx_new(DDN_DEVICE_CUDA, &again));
+    assert_string_equal(why, again);
+}
+
+static void test_missing_kernels_fail_cleanly(void **state)
+{
+    (void)state;
+    ddn_kernels none, table;
+    memset(&none, 0, sizeof none);
+    ddn_kernels_complete(&table, &none);
+    ddn_tensor *x = ddn_zeros(cpu, DDN_DTYPE_F32, DDN_SHAPE(1, 1, 4, 4));
+    ddn_tensor *w = ddn_zeros(cpu, DDN_DTYPE_F32, DDN_SHAPE(1, 1, 3, 3));
+    ddn_tensor *y = ddn_zeros(cpu, DDN_DTYPE_F32, DDN_SHAPE(1, 1, 2, 2));
+    assert_int_equal(table.conv2d(y, x, w, NULL, (int[]){1, 1}, (int[]){0, 0}, (int[]){1, 1}, 1),
+                     DDN_ERR_UNSUPPORTED);
+    assert_error(cpu, DDN_ERR_UNSUPPORTED, "conv2d is not implemented on cpu yet");
+    assert_false(table.has_nonfinite(x));
+    assert_error(cpu, DDN_ERR_UNSUPPORTED, "has_nonfinite is not implemented on cpu yet");
+    /* A complete table is copied unchanged. */
+    ddn_kernels_complete(&table, ddn_cpu_backend.k);
+    assert_ptr_equal(table.conv2d, ddn_cpu_backend.k->conv2d);
+}
+
+static void test_tensor_to_checks_and_cpu_copies(void **state)
+{
+    (void)state;
+    ddn_ctx *other = test_ctx();
+    ddn_tensor *t = cpu_rand(DDN_DTYPE_F64, DDN_SHAPE(3, 4), -1, 1, 1);
+    assert_null(ddn_tensor_to(cpu, t, DDN_DEVICE_CUDA));
+    assert_error(cpu, DDN_ERR_DEVICE, "target device cuda, but the context is on cpu");
+    assert_null(ddn_tensor_to(cpu, NULL, DDN_DEVICE_CPU));
+    assert_error(cpu, DDN_ERR_ARG, "tensor is NULL");
+    /* same context, and another context (the staged path), from a transposed view */
+    ddn_tensor *tt = transposed(cpu, t);
+    ddn_tensor *same = ddn_tensor_to(cpu, tt, DDN_DEVICE_CPU);
+    ddn_tensor *moved = ddn_tensor_to(other, tt, DDN_DEVICE_CPU);
+    assert_non_null(same);
+    assert_non_null(moved);
+    assert_true(ddn_tensor_is_contiguous(moved) && moved->ctx == other);
+    assert_tensor_close(same, tt, 0, 0);
+    assert_tensor_close(moved, tt, 0, 0);
+    ddn_ctx_free(other);
+}
+
+/* ---- device: memory and copies ---------------------------------------------------------------- */
+static void test_round_trip_and_reads(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    ddn_tensor *t = cpu_rand(DDN_DTYPE_F32, DDN_SHAPE(5, 7), -3, 3, 2);
+    ddn_tensor *g = on_gpu(t);
+    assert_int_equal(g->device, DDN_DEVICE_CUDA);
+    assert_tensor_close(g, t, 0, 0); /* exact: bytes copied */
+    assert_true(ddn_tensor_get(g, (int64_t[]){4, 6}) == ddn_tensor_get(t, (int64_t[]){4, 6}));
+    ddn_tensor *back = ddn_tensor_to(cpu, transposed(gpu, g), DDN_DEVICE_CPU);
+    assert_non_null(back);
+    assert_tensor_close(back, transposed(cpu, t), 0, 0);
+    ddn_tensor *s = ddn_scalar(gpu, DDN_DTYPE_F64, 2.5);
+    assert_true(ddn_tensor_item(s) == 2.5);
+    ddn_tensor *p = ddn_tensor_new_persistent(gpu, DDN_DTYPE_F32, DDN_SHAPE(1000));
+    assert_non_null(p);
+    assert_true(ddn_tensor_item(ddn_view_raw(gpu, p, 0, NULL, NULL, 999)) == 0.0);
+    ddn_tensor_free(p);
+    assert_int_equal(ddn_ctx_status(gpu), DDN_OK);
+}
+
+/* copy (with conversion and strides), fill, axpy: exact, no arithmetic beyond one multiply-add */
+static void test_copy_fill_axpy(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    ddn_tensor *x = cpu_rand(DDN_DTYPE_F64, DDN_SHAPE(6, 5), -2, 2, 3);
+    ddn_tensor *gx = on_gpu(x);
+    ddn_dtype dts[] = {DDN_DTYPE_F32, DDN_DTYPE_F64, DDN_DTYPE_I64};
+    for (int i = 0; i < 3; i++) {
+        ddn_tensor *c = ddn_tensor_new(cpu, dts[i], DDN_SHAPE(5, 6));
+        ddn_tensor *gc = ddn_tensor_new(gpu, dts[i], DDN_SHAPE(5, 6));
+        assert_ok(cpu, ddn_k(c)->copy(c, transposed(cpu, x)));
+        assert_ok(gpu, ddn_k(gc)->copy(gc, transposed(gpu, gx)));
+        assert_tensor_close(gc, c, 0, 0);
+        assert_ok(gpu, ddn_k(gc)->fill(gc, 1.25));
+        assert_ok(cpu, ddn_k(c)->fill(c, 1.25));
+        assert_tensor_close(gc, c, 0, 0);
+    }
+    /* axpy from a broadcast (stride-0) row */
+    ddn_tensor *row = cpu_rand(DDN_DTYPE_F32, DDN_SHAPE(1, 5), -1, 1, 4);
+    ddn_tensor *acc = cpu_rand(DDN_DTYPE_F32, DDN_SHAPE(6, 5), -1, 1, 5);
+    ddn_tensor *gacc = on_gpu(acc);
+    ddn_tensor *b = ddn_broadcast_raw(cpu, row, 2, acc->shape);
+    ddn_tensor *gb = ddn_broadcast_raw(gpu, on_gpu(row), 2, acc->shape);
+    assert_ok(cpu, ddn_k(acc)->axpy(acc, b, -0.75));
+    assert_ok(gpu, ddn_k(gacc)->axpy(gacc, gb, -0.75));
+    assert_tensor_close(gacc, acc, 1e-7, 1e-6); /* an FMA on the device may round once less */
+}
+
+static void test_has_nonfinite(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    ddn_tensor *x = cpu_rand(DDN_DTYPE_F32, DDN_SHAPE(100000), -1, 1, 6);
+    ddn_tensor *g = on_gpu(x);
+    assert_false(ddn_k(g)->has_nonfinite(g));
+    float inf = INFINITY;
+    assert_ok(gpu, gpu->backend->copy_h2d(gpu, (float *)g->data + 77777, &inf, sizeof inf));
+    assert_true(ddn_k(g)->has_nonfinite(g));
+    assert_int_equal(ddn_ctx_status(gpu), DDN_OK);
+}
+
+/* ---- device: elementwise ---------------------------------------------------------------------- */
+static void test_unary_ops_and_gradients(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    /* params per op: clamp [-0.5, 0.5], pow 2.5, add 0.3, mul -1.7 (others ignore them) */
+    double p0[DDN_UNARY_COUNT] = {[DDN_UNARY_CLAMP] = -0.5, [DDN_UNARY_POW_SCALAR] = 2.5,
+                                  [DDN_UNARY_ADD_SCALAR] = 0.3, [DDN_UNARY_MUL_SCALAR] = -1.7};
+    double p1[DDN_UNARY_COUNT] = {[DDN_UNARY_CLAMP] = 0.5};
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++)
+        for (int op = 0; op < DDN_UNARY_COUNT; op++) {
+            /* log, sqrt and pow see positive inputs; the rest both signs */
+            bool positive = op == DDN_UNARY_LOG || op == DDN_UNARY_SQRT ||
+                            op == DDN_UNARY_POW_SCALAR;
+            ddn_tensor *x = cpu_rand(dt, DDN_SHAPE(3, 4, 5), positive ? 0.1 : -3, 3, 10 + op);
+            ddn_tensor *dy = cpu_rand(dt, DDN_SHAPE(3, 4, 5), -1, 1, 40 + op);
+            ddn_tensor *gx = on_gpu(x), *gdy = on_gpu(dy);
+            ddn_tensor *y = like(cpu, x, 0), *gy = like(gpu, x, 0);
+            assert_ok(cpu, ddn_k(y)->unary(op, y, x, p0[op], p1[op]));
+            assert_ok(gpu, ddn_k(gy)->unary(op, gy, gx, p0[op], p1[op]));
+            assert_tensor_close(gy, y, tol(dt), tol(dt));
+            ddn_tensor *dx = like(cpu, x, 0.5), *gdx = like(gpu, x, 0.5);
+            assert_ok(cpu, ddn_k(dx)->unary_backward_acc(op, dx, x, y, dy, p0[op], p1[op]));
+            assert_ok(gpu, ddn_k(gdx)->unary_backward_acc(op, gdx, gx, gy, gdy, p0[op], p1[op]));
+            assert_tensor_close(gdx, dx, tol(dt), tol(dt));
+        }
+}
+
+static void test_binary_ops_broadcast_and_gradients(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    const int64_t full[3] = {3, 4, 5};
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++)
+        for (int op = 0; op < DDN_BINARY_COUNT; op++) {
+            /* positive operands keep pow real and div away from 0 */
+            ddn_tensor *a = cpu_rand(dt, DDN_SHAPE(3, 1, 5), 0.5, 2, 60 + op);
+            ddn_tensor *b = cpu_rand(dt, DDN_SHAPE(1, 4, 5), 0.5, 2, 70 + op);
+            ddn_tensor *dy = cpu_rand(dt, 3, full, -1, 1, 80 + op);
+            ddn_tensor *ea = ddn_broadcast_raw(cpu, a, 3, full);
+            ddn_tensor *eb = ddn_broadcast_raw(cpu, b, 3, full);
+            ddn_tensor *ga = ddn_broadcast_raw(gpu, on_gpu(a), 3, full);
+            ddn_tensor *gb = ddn_broadcast_raw(gpu, on_gpu(b), 3, full);
+            ddn_tensor *gdy = on_gpu(dy);
+            ddn_tensor *y = like(cpu, dy, 0), *gy = like(gpu, dy, 0);
+            assert_ok(cpu, ddn_k(y)->binary(op, y, ea, eb));
+            assert_ok(gpu, ddn_k(gy)->binary(op, gy, ga, gb));
+            assert_tensor_close(gy, y, tol(dt), tol(dt));
+            if (op == DDN_BINARY_EQ) continue;
+            for (int which = 0; which < 2; which++) {
+                ddn_tensor *g = like(cpu, dy, 0), *gg = like(gpu, dy, 0);
+                assert_ok(cpu, ddn_k(g)->binary_backward(op, which, g, ea, eb, y, dy));
+                assert_ok(gpu, ddn_k(gg)->binary_backward(op, which, gg, ga, gb, gy, gdy));
+                assert_tensor_close(gg, g, tol(dt), tol(dt));
+            }
+        }
+}
+
+/* ---- device: reductions ----------------------------------------------------------------------- */
+/* Sums: both accumulate in double, in different orders: float32 agrees to its rounding,
+ * float64 to 1e-13 relative. Max and argmax are exact. */
+static void test_reductions(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    uint32_t masks[] = {1, 2, 4, 5, 6, 7};
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        ddn_tensor *x = cpu_rand(dt, DDN_SHAPE(6, 7, 300), -2, 2, 90);
+        ddn_tensor *gx = on_gpu(x);
+        for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++) {
+            int64_t shape[3];
+            for (int d = 0; d < 3; d++) shape[d] = masks[m] & (1u << d) ? 1 : x->shape[d];
+            for (int op = 0; op < DDN_REDUCE_COUNT; op++) {
+                ddn_tensor *o = ddn_zeros(cpu, dt, 3, shape), *go = ddn_zeros(gpu, dt, 3, shape);
+                assert_ok(cpu, ddn_k(o)->reduce(op, o, x, masks[m]));
+                assert_ok(gpu, ddn_k(go)->reduce(op, go, gx, masks[m]));
+                assert_tensor_close(go, o, op == DDN_REDUCE_MAX ? 0 : 1e-9,
+                                    op == DDN_REDUCE_MAX ? 0 : tol(dt));
+                if (op != DDN_REDUCE_MAX) continue;
+                ddn_tensor *dy = cpu_rand(dt, 3, shape, -1, 1, 91);
+                ddn_tensor *dx = like(cpu, x, 0.25), *gdx = like(gpu, x, 0.25);
+                assert_ok(cpu, ddn_k(dx)->max_backward_acc(dx, x, o, dy, masks[m]));
+                assert_ok(gpu, ddn_k(gdx)->max_backward_acc(gdx, gx, go, on_gpu(dy), masks[m]));
+                assert_tensor_close(gdx, dx, 0, 0);
+            }
+        }
+        for (int dim = 0; dim < 3; dim++) {
+            int64_t shape[3] = {6, 7, 300};
+            shape[dim] = 1;
+            ddn_tensor *o = ddn_zeros(cpu, DDN_DTYPE_I64, 3, shape);
+            ddn_tensor *go = ddn_zeros(gpu, DDN_DTYPE_I64, 3, shape);
+            assert_ok(cpu, ddn_k(o)->argmax(o, x, dim));
+            assert_ok(gpu, ddn_k(go)->argmax(go, gx, dim));
+            assert_tensor_close(go, o, 0, 0);
+        }
+    }
+    ddn_tensor *e = ddn_zeros(gpu, DDN_DTYPE_F32, DDN_SHAPE(0, 3));
+    ddn_tensor *eo = ddn_zeros(gpu, DDN_DTYPE_F32, DDN_SHAPE(1, 3));
+    assert_int_equal(ddn_k(e)->reduce(DDN_REDUCE_MAX, eo, e, 1), DDN_ERR_SHAPE);
+    assert_error(gpu, DDN_ERR_SHAPE, "cannot reduce an empty tensor");
+}
+
+/* ---- device: matmul --------------------------------------------------------------------------- */
+/* float32 with K = 67: cuBLAS and OpenBLAS sum in different orders; 1e-5 relative (plus 1e-5
+ * absolute near zero). float64: 1e-12. */
+static void check_matmul(ddn_dtype dt, const ddn_tensor *a, const ddn_tensor *b,
+                         const ddn_tensor *ga, const ddn_tensor *gb, double alpha, double beta)
+{
+    int nd = a->ndim;
+    int64_t shape[DDN_MAX_DIMS];
+    for (int d = 0; d < nd; d++) shape[d] = a->shape[d];
+    shape[nd - 1] = b->shape[nd - 1];
+    ddn_tensor *o = cpu_rand(dt, nd, shape, -1, 1, 99);
+    ddn_tensor *go = on_gpu(o);
+    assert_ok(cpu, ddn_k(o)->matmul(o, a, b, alpha, beta));
+    assert_ok(gpu, ddn_k(go)->matmul(go, ga, gb, alpha, beta));
+    double t = dt == DDN_DTYPE_F32 ? 1e-5 : 1e-12;
+    assert_tensor_close(go, o, t, t);
+}
+
+static void test_matmul_layouts(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        ddn_tensor *a = cpu_rand(dt, DDN_SHAPE(2, 3, 13, 67), -1, 1, 100);
+        ddn_tensor *b = cpu_rand(dt, DDN_SHAPE(2, 3, 67, 9), -1, 1, 101);
+        ddn_tensor *ga = on_gpu(a), *gb = on_gpu(b);
+        check_matmul(dt, a, b, ga, gb, 1, 0);   /* both row-major, batched */
+        check_matmul(dt, a, b, ga, gb, -0.5, 0.25);
+        /* b as a transposed view of a (2,3,9,67) tensor: CUBLAS_OP_T, no copy */
+        ddn_tensor *bt = cpu_rand(dt, DDN_SHAPE(2, 3, 9, 67), -1, 1, 102);
+        check_matmul(dt, a, transposed(cpu, bt), ga, transposed(gpu, on_gpu(bt)), 1, 0);
+        /* b broadcast over the batch (stride 0) */
+        ddn_tensor *b1 = cpu_rand(dt, DDN_SHAPE(1, 1, 67, 9), -1, 1, 103);
+        const int64_t bs[4] = {2, 3, 67, 9};
+        check_matmul(dt, a, ddn_broadcast_raw(cpu, b1, 4, bs), ga,
+                     ddn_broadcast_raw(gpu, on_gpu(b1), 4, bs), 1, 0);
+        /* plain 2-D, and K = 0 (out = beta out) */
+        ddn_tensor *m = cpu_rand(dt, DDN_SHAPE(5, 4), -1, 1, 104);
+        ddn_tensor *n = cpu_rand(dt, DDN_SHAPE(4, 6), -1, 1, 105);
+        check_matmul(dt, m, n, on_gpu(m), on_gpu(n), 1, 0);
+        ddn_tensor *k0a = ddn_zeros(cpu, dt, DDN_SHAPE(5, 0)), *k0b = ddn_zeros(cpu, dt, DDN_SHAPE(0, 6));
+        check_matmul(dt, k0a, k0b, on_gpu(k0a), on_gpu(k0b), 1, 0.5);
+    }
+}
+
+/* ---- device: softmax and NLL ------------------------------------------------------------------ */
+static void test_softmax_and_nll(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        const int64_t shapes[2][3] = {{1, 37, 1}, {2, 5, 3}}; /* rows; a middle dim (inner > 1) */
+        for (int s = 0; s < 2; s++)
+            for (int lg = 0; lg < 2; lg++) {
+                ddn_tensor *x = cpu_rand(dt, 3, shapes[s], -8, 8, 110 + s);
+                ddn_tensor *dy = cpu_rand(dt, 3, shapes[s], -1, 1, 112 + s);
+                ddn_tensor *y = like(cpu, x, 0), *gy = like(gpu, x, 0);
+                assert_ok(cpu, ddn_k(y)->softmax(y, x, 1, lg));
+                assert_ok(gpu, ddn_k(gy)->softmax(gy, on_gpu(x), 1, lg));
+                assert_tensor_close(gy, y, tol(dt), 4 * tol(dt));
+                ddn_tensor *dx = like(cpu, x, 0.1), *gdx = like(gpu, x, 0.1);
+                assert_ok(cpu, ddn_k(dx)->softmax_backward_acc(dx, y, dy, 1, lg));
+                assert_ok(gpu, ddn_k(gdx)->softmax_backward_acc(gdx, gy, on_gpu(dy), 1, lg));
+                assert_tensor_close(gdx, dx, 4 * tol(dt), 4 * tol(dt));
+            }
+        ddn_tensor *logp = cpu_rand(dt, DDN_SHAPE(300, 10), -5, 0, 120);
+        int64_t lab[300];
+        for (int i = 0; i < 300; i++) lab[i] = (i * 7) % 10;
+        ddn_tensor *labels = ddn_tensor_from_host(cpu, DDN_DTYPE_I64, DDN_SHAPE(300), lab);
+        ddn_tensor *glabels = on_gpu(labels);
+        ddn_tensor *o = ddn_scalar(cpu, dt, 0), *go = ddn_scalar(gpu, dt, 0);
+        assert_ok(cpu, ddn_k(o)->nll(o, logp, labels, 1.0 / 300));
+        assert_ok(gpu, ddn_k(go)->nll(go, on_gpu(logp), glabels, 1.0 / 300));
+        assert_tensor_close(go, o, 1e-12, tol(dt));
+        ddn_tensor *dl = like(cpu, logp, 0), *gdl = like(gpu, logp, 0);
+        ddn_tensor *dy = ddn_scalar(cpu, dt, 1.5);
+        assert_ok(cpu, ddn_k(dl)->nll_backward_acc(dl, labels, dy, 1.0 / 300));
+        assert_ok(gpu, ddn_k(gdl)->nll_backward_acc(gdl, glabels, on_gpu(dy), 1.0 / 300));
+        assert_tensor_close(gdl, dl, 0, 0);
+        /* a bad label: the CPU kernel's message, naming the first bad item */
+        lab[123] = 10;
+        lab[200] = -1;
+        ddn_tensor *bad = ddn_tensor_from_host(gpu, DDN_DTYPE_I64, DDN_SHAPE(300), lab);
+        assert_int_equal(ddn_k(go)->nll(go, on_gpu(logp), bad, 1), DDN_ERR_ARG);
+        assert_error(gpu, DDN_ERR_ARG, "item 123 has label 10, outside [0, 10)");
+        assert_int_equal(ddn_k(gdl)->nll_backward_acc(gdl, bad, on_gpu(dy), 1), DDN_ERR_ARG);
+        assert_error(gpu, DDN_ERR_ARG, "item 123 has label 10");
+    }
+}
+
+/* ---- device: optimizer kernels ---------------------------------------------------------------- */
+/* Same arithmetic (optim_math.h) on both sides: float64 1e-15; float32 allows an FMA
+ * contraction on the device (a few ulps). */
+static void test_optimizer_updates(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        double t = dt == DDN_DTYPE_F32 ? 1e-6 : 1e-15;
+        ddn_tensor *p = cpu_rand(dt, DDN_SHAPE(1000), -1, 1, 130);
+        ddn_tensor *g = cpu_rand(dt, DDN_SHAPE(1000), -1, 1, 131);
+        ddn_tensor *buf = like(cpu, p, 0);
+        ddn_tensor *gp = on_gpu(p), *gg = on_gpu(g), *gbuf = on_gpu(buf);
+        for (int step = 0; step < 3; step++) {
+            assert_ok(cpu, ddn_k(p)->sgd_update(p, buf, g, 0.1, 0.9, 0.1, 1e-2, step == 2,
+                                                step == 0));
+            assert_ok(gpu, ddn_k(gp)->sgd_update(gp, gbuf, gg, 0.1, 0.9, 0.1, 1e-2, step == 2,
+                                                 step == 0));
+        }
+        assert_tensor_close(gp, p, t, t);
+        assert_tensor_close(gbuf, buf, t, t);
+        ddn_tensor *m = like(cpu, p, 0), *v = like(cpu, p, 0), *vm = like(cpu, p, 0);
+        ddn_tensor *gm = like(gpu, p, 0), *gv = like(gpu, p, 0), *gvm = like(gpu, p, 0);
+        for (int step = 1; step <= 3; step++) {
+            assert_ok(cpu, ddn_k(p)->adam_update(p, m, v, vm, g, 1e-3, 0.9, 0.999, 1e-8, 1e-2,
+                                                 step == 3, step));
+            assert_ok(gpu, ddn_k(gp)->adam_update(gp, gm, gv, gvm, gg, 1e-3, 0.9, 0.999, 1e-8,
+                                                  1e-2, step == 3, step));
+        }
+        assert_tensor_close(gp, p, t, t);
+        assert_tensor_close(gv, v, t, t);
+        double s = 0, gs = 0;
+        assert_ok(cpu, ddn_k(p)->sum_squares(p, &s));
+        assert_ok(gpu, ddn_k(gp)->sum_squares(gp, &gs));
+        assert_true(fabs(s - gs) <= 1e-6 * s);
+    }
+}
+
+/* ---- device: what is not there yet fails cleanly ---------------------------------------------- */
+static void test_unimplemented_kernel_on_cuda(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    ddn_tensor *x = ddn_zeros(gpu, DDN_DTYPE_F32, DDN_SHAPE(1, 1, 4, 4));
+    ddn_tensor *w = ddn_zeros(gpu, DDN_DTYPE_F32, DDN_SHAPE(1, 1, 3, 3));
+    assert_null(ddn_conv2d(gpu, x, w, NULL, DDN_CONV2D_DEFAULT));
+    assert_error(gpu, DDN_ERR_UNSUPPORTED, "is not implemented on cuda yet");
+}
+
+/* ---- device: a short training run, CUDA against CPU ------------------------------------------- */
+/* A two-layer MLP (matmul, relu, cross-entropy, SGD with momentum) for 20 steps on the same data
+ * in both contexts: the loss falls and the two runs agree to 1e-4 (float32, different GEMM sums). */
+static double train_mlp(ddn_ctx *ctx, const ddn_tensor *x_cpu, const ddn_tensor *labels_cpu,
+                        const ddn_tensor *w1_cpu, const ddn_tensor *w2_cpu, double *first_loss)
+{
+    ddn_device dev = ddn_ctx_device(ctx);
+    ddn_tensor *w1 = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, 2, w1_cpu->shape);
+    ddn_tensor *w2 = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, 2, w2_cpu->shape);
+    assert_non_null(w1);
+    assert_non_null(w2);
+    ddn_tensor *w1_init = ddn_tensor_to(ctx, w1_cpu, dev), *w2_init = ddn_tensor_to(ctx, w2_cpu, dev);
+    if (!w1_init || !w2_init) fail_msg("tensor_to: %s", ddn_ctx_errmsg(ctx));
+    assert_ok(ctx, ddn_tensor_copy_(w1, w1_init));
+    assert_ok(ctx, ddn_tensor_copy_(w2, w2_init));
+    assert_ok(ctx, ddn_tensor_set_requires_grad(w1, true));
+    assert_ok(ctx, ddn_tensor_set_requires_grad(w2, true));
+    ddn_optim *opt = ddn_sgd_new(ctx, 2, (ddn_tensor *[]){w1, w2},
+                                 (ddn_sgd_opts){.lr = 0.1, .momentum = 0.9});
+    assert_non_null(opt);
+    double loss_value = 0;
+    for (int step = 0; step < 20; step++) {
+        ddn_tensor *x = ddn_tensor_to(ctx, x_cpu, dev);
+        ddn_tensor *labels = ddn_tensor_to(ctx, labels_cpu, dev);
+        ddn_tensor *h = ddn_relu(ctx, ddn_matmul(ctx, x, w1));
+        ddn_tensor *loss = ddn_cross_entropy(ctx, ddn_matmul(ctx, h, w2), labels,
+                                             DDN_REDUCTION_MEAN);
+        if (!loss) fail_msg("forward: %s", ddn_ctx_errmsg(ctx));
+        assert_ok(ctx, ddn_backward(ctx, loss));
+        loss_value = ddn_tensor_item(loss);
+        if (step == 0) *first_loss = loss_value;
+        assert_ok(ctx, ddn_optim_step(opt));
+        ddn_optim_zero_grad(opt);
+        ddn_ctx_reset_step(ctx);
+    }
+    ddn_optim_free(opt);
+    ddn_tensor_free(w1);
+    ddn_tensor_free(w2);
+    return loss_value;
+}
+
+static void test_short_training_run(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    ddn_ctx *data = test_ctx(); /* inputs outlive the training contexts' step resets */
+    ddn_rng rng;
+    ddn_rng_seed(&rng, 140);
+    ddn_tensor *x = ddn_rand_normal(data, &rng, DDN_DTYPE_F32, DDN_SHAPE(64, 16), 0, 1);
+    ddn_tensor *w1 = ddn_rand_normal(data, &rng, DDN_DTYPE_F32, DDN_SHAPE(16, 32), 0, 0.25);
+    ddn_tensor *w2 = ddn_rand_normal(data, &rng, DDN_DTYPE_F32, DDN_SHAPE(32, 4), 0, 0.25);
+    int64_t lab[64];
+    for (int i = 0; i < 64; i++) lab[i] = i % 4;
+    ddn_tensor *labels = ddn_tensor_from_host(data, DDN_DTYPE_I64, DDN_SHAPE(64), lab);
+    double first_cpu, first_gpu;
+    double last_cpu = train_mlp(cpu, x, labels, w1, w2, &first_cpu);
+    double last_gpu = train_mlp(gpu, x, labels, w1, w2, &first_gpu);
+    assert_true(fabs(first_cpu - first_gpu) <= 1e-5);
+    assert_true(last_gpu < 0.8 * first_gpu);
+    assert_true(fabs(last_cpu - last_gpu) <= 1e-4);
+    ddn_ctx_free(data);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ctx_new_without_device_is_clean),
+        cmocka_unit_test(test_missing_kernels_fail_cleanly),
+        cmocka_unit_test(test_tensor_to_checks_and_cpu_copies),
+        cmocka_unit_test(test_round_trip_and_reads),
+        cmocka_unit_test(test_copy_fill_axpy),
+        cmocka_unit_test(test_has_nonfinite),
+        cmocka_unit_test(test_unary_ops_and_gradients),
+        cmocka_unit_test(test_binary_ops_broadcast_and_gradients),
+        cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_matmul_layouts),
+        cmocka_unit_test(test_softmax_and_nll),
+        cmocka_unit_test(test_optimizer_updates),
+        cmocka_unit_test(test_unimplemented_kernel_on_cuda),
+        cmocka_unit_test(test_short_training_run),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
