@@ -119,6 +119,7 @@ static void cuda_destroy(ddn_ctx *ctx)
     if (s->cublas) (void)cublasDestroy(s->cublas);
     if (s->cudnn) (void)cudnnDestroy(s->cudnn);
     if (s->cusolver) (void)cusolverDnDestroy(s->cusolver);
+    ddn_cuda_dnn_release(s);
     if (s->workspace) (void)cudaFree(s->workspace);
     (void)cudaStreamDestroy(s->stream);
     (void)cudaGetLastError();
@@ -238,8 +239,8 @@ cusolverDnHandle_t ddn_cuda_cusolver(ddn_ctx *ctx)
 }
 
 /* ---- the table -------------------------------------------------------------------------------- */
-/* Entries left NULL (convolution, batch norm, pooling, dropout) fail with "<kernel> is not
- * implemented on cuda yet" through the stubs of core/backend.c. */
+/* Every entry is filled; an entry left NULL would fail with "<kernel> is not implemented on cuda
+ * yet" through the stubs of core/backend.c. */
 static const ddn_kernels cuda_kernels = {
     .copy = ddn_cuda_copy,
     .fill = ddn_cuda_fill,
@@ -257,6 +258,19 @@ static const ddn_kernels cuda_kernels = {
     .nll = ddn_cuda_nll,
     .nll_backward_acc = ddn_cuda_nll_backward_acc,
     .max_backward_acc = ddn_cuda_max_backward_acc,
+    .conv2d = ddn_cuda_conv2d,
+    .conv2d_backward_data_acc = ddn_cuda_conv2d_backward_data_acc,
+    .conv2d_backward_filter_acc = ddn_cuda_conv2d_backward_filter_acc,
+    .batch_norm_train = ddn_cuda_batch_norm_train,
+    .batch_norm_eval = ddn_cuda_batch_norm_eval,
+    .batch_norm_backward_acc = ddn_cuda_batch_norm_backward_acc,
+    .max_pool2d = ddn_cuda_max_pool2d,
+    .max_pool2d_backward_acc = ddn_cuda_max_pool2d_backward_acc,
+    .avg_pool2d = ddn_cuda_avg_pool2d,
+    .avg_pool2d_backward_acc = ddn_cuda_avg_pool2d_backward_acc,
+    .adaptive_avg_pool2d = ddn_cuda_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward_acc = ddn_cuda_adaptive_avg_pool2d_backward_acc,
+    .dropout_mask = ddn_cuda_dropout_mask,
     .sgd_update = ddn_cuda_sgd_update,
     .adam_update = ddn_cuda_adam_update,
     .sum_squares = ddn_cuda_sum_squares,

@@ -18,6 +18,28 @@
 #include "cuda_launch.h"
 #include "ddn_impl.h"
 
+/* One cached convolution configuration: its cuDNN descriptors and, once chosen, the algorithm
+ * and workspace size of each direction (cuda_dnn.c). */
+typedef struct ddn_cuda_conv_key {
+    int64_t n, c, h, w, oc, kh, kw, oh, ow;
+    int stride[2], padding[2], dilation[2], groups, dtype;
+} ddn_cuda_conv_key;
+
+typedef struct ddn_cuda_conv_entry {
+    bool used;
+    ddn_cuda_conv_key key;
+    cudnnTensorDescriptor_t x, y, bias;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    bool have_fwd, have_bwd_data, have_bwd_filter;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t fwd_ws, bwd_data_ws, bwd_filter_ws;
+} ddn_cuda_conv_entry;
+
+#define DDN_CUDA_CONV_CACHE 32 /* a ResNet-50 has about 20 distinct convolution shapes */
+
 typedef struct ddn_cuda_state {
     int device;
     cudaStream_t stream;    /* every kernel and copy of the context is ordered on it */
@@ -26,7 +48,12 @@ typedef struct ddn_cuda_state {
     cusolverDnHandle_t cusolver;
     void *workspace;        /* library workspace, grown on demand, never shrunk */
     size_t workspace_bytes;
+    ddn_cuda_conv_entry conv_cache[DDN_CUDA_CONV_CACHE]; /* replaced round-robin when full */
+    int conv_next;
 } ddn_cuda_state;
+
+/* Destroys the cached cuDNN descriptors (cuda_dnn.c); called when the context goes. */
+void ddn_cuda_dnn_release(ddn_cuda_state *s);
 
 static inline ddn_cuda_state *ddn_cuda_state_of(ddn_ctx *ctx)
 {
@@ -98,6 +125,41 @@ ddn_status ddn_cuda_adam_update(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn
                                 const ddn_tensor *g, double lr, double beta1, double beta2,
                                 double eps, double weight_decay, bool decoupled, int64_t step);
 ddn_status ddn_cuda_sum_squares(const ddn_tensor *x, double *out);
+ddn_status ddn_cuda_conv2d(ddn_tensor *out, const ddn_tensor *x, const ddn_tensor *w,
+                           const ddn_tensor *bias, const int stride[2], const int padding[2],
+                           const int dilation[2], int groups);
+ddn_status ddn_cuda_conv2d_backward_data_acc(ddn_tensor *dx, const ddn_tensor *dy,
+                                             const ddn_tensor *w, const int stride[2],
+                                             const int padding[2], const int dilation[2],
+                                             int groups);
+ddn_status ddn_cuda_conv2d_backward_filter_acc(ddn_tensor *dw, ddn_tensor *dbias,
+                                               const ddn_tensor *dy, const ddn_tensor *x,
+                                               const ddn_tensor *w, const int stride[2],
+                                               const int padding[2], const int dilation[2],
+                                               int groups);
+ddn_status ddn_cuda_batch_norm_train(ddn_tensor *y, ddn_tensor *save_mean,
+                                     ddn_tensor *save_invstd, ddn_tensor *running_mean,
+                                     ddn_tensor *running_var, const ddn_tensor *x,
+                                     const ddn_tensor *weight, const ddn_tensor *bias,
+                                     double momentum, double eps);
+ddn_status ddn_cuda_batch_norm_eval(ddn_tensor *y, const ddn_tensor *x, const ddn_tensor *weight,
+                                    const ddn_tensor *bias, const ddn_tensor *mean,
+                                    const ddn_tensor *var, double eps);
+ddn_status ddn_cuda_batch_norm_backward_acc(ddn_tensor *dx, ddn_tensor *dweight,
+                                            ddn_tensor *dbias, const ddn_tensor *x,
+                                            const ddn_tensor *dy, const ddn_tensor *weight,
+                                            const ddn_tensor *mean, const ddn_tensor *invstd,
+                                            bool training);
+ddn_status ddn_cuda_max_pool2d(ddn_tensor *y, ddn_tensor *idx, const ddn_tensor *x,
+                               const ddn_pool2d_params *p);
+ddn_status ddn_cuda_max_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy,
+                                            const ddn_tensor *idx);
+ddn_status ddn_cuda_avg_pool2d(ddn_tensor *y, const ddn_tensor *x, const ddn_pool2d_params *p);
+ddn_status ddn_cuda_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy,
+                                            const ddn_pool2d_params *p);
+ddn_status ddn_cuda_adaptive_avg_pool2d(ddn_tensor *y, const ddn_tensor *x);
+ddn_status ddn_cuda_adaptive_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy);
+ddn_status ddn_cuda_dropout_mask(ddn_tensor *mask, double p, uint64_t seed);
 ddn_status ddn_cuda_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b,
                            double alpha, double beta);
 

@@ -1,6 +1,6 @@
 /* ddn — the C launchers of the CUDA backend's custom kernels (internal).
  *
- * The kernels live in .cu files (elementwise.cu, reduce.cu), compiled by nvcc; everything else of
+ * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu), compiled by nvcc; everything else of
  * the backend is C (cuda_*.c). This header is the whole interface between the two, so it uses
  * only C types: operands are raw device pointers to element 0 (offset applied) plus a layout of
  * shape and per-operand strides in elements. dtype codes are ddn_dtype's (0 float32, 1 float64,
@@ -104,6 +104,30 @@ int ddn_cuda_launch_adam(cudaStream_t s, int dt, void *p, void *m, void *v, void
 #define DDN_CUDA_SUMSQ_BLOCKS 256
 int ddn_cuda_launch_sum_squares(cudaStream_t s, int dt, const void *x, int64_t n, double *partial,
                                 double *out);
+
+/* ---- pool.cu ---- */
+/* Pooling over planes (N C of them) of contiguous NCHW tensors; kernel/stride/padding as resolved
+ * by the front end (the max-pool backward uses only planes, H, W, OH, OW). */
+typedef struct ddn_cuda_pool_geom {
+    int64_t planes, H, W, OH, OW;
+    int64_t kh, kw, sh, sw, ph, pw;
+    int count_include_pad;
+} ddn_cuda_pool_geom;
+int ddn_cuda_launch_max_pool(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt, void *y,
+                             int64_t *idx, const void *x);
+int ddn_cuda_launch_max_pool_backward_acc(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt,
+                                          void *dx, const void *dy, const int64_t *idx);
+int ddn_cuda_launch_avg_pool(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt, void *y,
+                             const void *x);
+int ddn_cuda_launch_avg_pool_backward_acc(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt,
+                                          void *dx, const void *dy);
+int ddn_cuda_launch_adaptive_avg_pool(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt,
+                                      void *y, const void *x);
+int ddn_cuda_launch_adaptive_avg_pool_backward_acc(cudaStream_t s, const ddn_cuda_pool_geom *g,
+                                                   int dt, void *dx, const void *dy);
+/* mask[i] = u(seed, i) >= p ? 1 / (1 - p) : 0 over n contiguous elements (pool_math.h's hash). */
+int ddn_cuda_launch_dropout_mask(cudaStream_t s, int dt, void *mask, int64_t n, double p,
+                                 uint64_t seed);
 
 #ifdef __cplusplus
 }
