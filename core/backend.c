@@ -81,6 +81,10 @@ STUB(adam_update, p, ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn_tensor *vm
      const ddn_tensor *g, double lr, double b1, double b2, double eps, double wd, bool decoupled,
      int64_t step)
 STUB(sum_squares, x, const ddn_tensor *x, double *out)
+STUB(lu_solve, x, ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b)
+STUB(cholesky_solve, x, ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b)
+STUB(eigh, w, ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a)
+STUB(qr, q, ddn_tensor *q, const ddn_tensor *a)
 
 /* A missing non-finite scan must not read as "all finite" silently: it records the error (which
  * the caller's next status check reports) and answers false. */
@@ -102,10 +106,11 @@ void ddn_kernels_complete(ddn_kernels *out, const ddn_kernels *k)
     FILL(batch_norm_train) FILL(batch_norm_eval) FILL(batch_norm_backward_acc) FILL(max_pool2d)
     FILL(max_pool2d_backward_acc) FILL(avg_pool2d) FILL(avg_pool2d_backward_acc)
     FILL(adaptive_avg_pool2d) FILL(adaptive_avg_pool2d_backward_acc) FILL(dropout_mask)
-    FILL(sgd_update) FILL(adam_update) FILL(sum_squares)
+    FILL(sgd_update) FILL(adam_update) FILL(sum_squares) FILL(lu_solve) FILL(cholesky_solve)
+    FILL(eigh) FILL(qr)
 #undef FILL
 }
 
 /* A new kernel entry needs a stub and a FILL line above; this fails to compile until it has. */
-_Static_assert(sizeof(ddn_kernels) == 32 * sizeof(ddn_status (*)(ddn_tensor *)),
+_Static_assert(sizeof(ddn_kernels) == 36 * sizeof(ddn_status (*)(ddn_tensor *)),
                "ddn_kernels changed: update the stubs in core/backend.c");

@@ -198,6 +198,22 @@ typedef struct ddn_kernels {
                               double eps, double weight_decay, bool decoupled, int64_t step);
     /* *out = sum of x^2, accumulated in double in an order that depends only on numel(x). */
     ddn_status (*sum_squares)(const ddn_tensor *x, double *out);
+
+    /* ---- dense linear algebra (core/cpu/linalg.c; CUDA: cuSOLVER, cuda/cuda_solver.c) ---- */
+    /* Every operand contiguous and of one float dtype, batch dims B.. equal; inputs are not
+     * modified (x may be b, q may be a). Checks: core/linalg_check.c, shared by the backends. */
+    /* x = A^-1 b per item: a (B.., n, n) general (LU with partial pivoting) or, for
+     * cholesky_solve, symmetric positive definite (its lower triangle is read); b, x (B.., n, k).
+     * A singular (not positive definite) item fails with DDN_ERR_SINGULAR naming the item. */
+    ddn_status (*lu_solve)(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+    ddn_status (*cholesky_solve)(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+    /* Symmetric eigendecomposition: a (B.., n, n) (lower triangle read); w (B.., n) the
+     * eigenvalues ascending; v (B.., n, n) the unit eigenvectors as columns, or NULL. Each
+     * eigenvector's sign is the library's (compare |v| or projectors across backends). */
+    ddn_status (*eigh)(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
+    /* Thin QR (Householder): a (B.., m, k), m >= k; q (B.., m, k) with orthonormal columns
+     * spanning a's (column signs are the library's). */
+    ddn_status (*qr)(ddn_tensor *q, const ddn_tensor *a);
 } ddn_kernels;
 
 typedef struct ddn_backend {

@@ -55,6 +55,17 @@ ddn_tensor *ddn_view_raw(ddn_ctx *ctx, const ddn_tensor *src, int ndim, const in
 void ddn_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 bool ddn_shape_valid(ddn_ctx *ctx, const char *op, int ndim, const int64_t *shape);
 
+/* ---- dense linear-algebra kernels: shared argument checks (core/linalg_check.c) ---- */
+typedef struct ddn_linalg_dims {
+    int64_t batch, n, k; /* items; rows (n; m for qr); right-hand sides or columns */
+} ddn_linalg_dims;
+/* Each checks the contract in backend.h, fills *d and returns DDN_OK, or sets the error. */
+ddn_status ddn_linalg_check_solve(const char *op, const ddn_tensor *x, const ddn_tensor *a,
+                                  const ddn_tensor *b, ddn_linalg_dims *d);
+ddn_status ddn_linalg_check_eigh(const ddn_tensor *w, const ddn_tensor *v, const ddn_tensor *a,
+                                 ddn_linalg_dims *d);
+ddn_status ddn_linalg_check_qr(const ddn_tensor *q, const ddn_tensor *a, ddn_linalg_dims *d);
+
 /* ---- op front-end helpers (core/op_util.c) ---- */
 /* Normalises a possibly negative dim of x; -1 with an error naming op and x's shape when out of
  * range. A 0-dim tensor accepts 0 and -1, as in PyTorch. */

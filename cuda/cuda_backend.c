@@ -274,6 +274,10 @@ static const ddn_kernels cuda_kernels = {
     .sgd_update = ddn_cuda_sgd_update,
     .adam_update = ddn_cuda_adam_update,
     .sum_squares = ddn_cuda_sum_squares,
+    .lu_solve = ddn_cuda_lu_solve,
+    .cholesky_solve = ddn_cuda_cholesky_solve,
+    .eigh = ddn_cuda_eigh,
+    .qr = ddn_cuda_qr,
 };
 
 static const ddn_backend cuda_backend = {

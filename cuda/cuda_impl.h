@@ -160,6 +160,10 @@ ddn_status ddn_cuda_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy
 ddn_status ddn_cuda_adaptive_avg_pool2d(ddn_tensor *y, const ddn_tensor *x);
 ddn_status ddn_cuda_adaptive_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy);
 ddn_status ddn_cuda_dropout_mask(ddn_tensor *mask, double p, uint64_t seed);
+ddn_status ddn_cuda_lu_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+ddn_status ddn_cuda_cholesky_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+ddn_status ddn_cuda_eigh(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
+ddn_status ddn_cuda_qr(ddn_tensor *q, const ddn_tensor *a);
 ddn_status ddn_cuda_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b,
                            double alpha, double beta);
 

@@ -597,6 +597,54 @@ static void test_pooling_and_dropout(void **state)
     }
 }
 
+/* ---- device: dense linear algebra (cuSOLVER against LAPACK) ---------------------------------- */
+/* Solutions and eigenvalues agree to 1e-4 (float32) / 1e-10 (float64); eigenvectors and Q are
+ * compared in absolute value, as their signs are each library's choice. */
+static ddn_tensor *abs_of(ddn_tensor *t)
+{
+    ddn_tensor *o = like(t->ctx, t, 0);
+    assert_ok(t->ctx, ddn_k(o)->unary(DDN_UNARY_ABS, o, t, 0, 0));
+    return o;
+}
+
+static void test_dense_linear_algebra(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        double t = dt == DDN_DTYPE_F32 ? 1e-4 : 1e-10;
+        ddn_tensor *r = cpu_rand(dt, DDN_SHAPE(3, 6, 6), -1, 1, 190);
+        ddn_tensor *a = ddn_contiguous(cpu, ddn_add(cpu, r, ddn_transpose(cpu, r, -1, -2)));
+        ddn_tensor *diag = ddn_view_raw(cpu, a, 2, (const int64_t[]){3, 6},
+                                        (const int64_t[]){36, 7}, 0);
+        assert_ok(cpu, ddn_k(a)->unary(DDN_UNARY_ADD_SCALAR, diag, diag, 20, 0)); /* SPD */
+        ddn_tensor *b = cpu_rand(dt, DDN_SHAPE(3, 6, 2), -1, 1, 191);
+        ddn_tensor *ga = on_gpu(a), *gb = on_gpu(b);
+        ddn_tensor *x = like(cpu, b, 0), *gx = like(gpu, b, 0);
+        assert_ok(cpu, ddn_k(x)->lu_solve(x, a, b));
+        assert_ok(gpu, ddn_k(gx)->lu_solve(gx, ga, gb));
+        assert_tensor_close(gx, x, t, t);
+        assert_ok(cpu, ddn_k(x)->cholesky_solve(x, a, b));
+        assert_ok(gpu, ddn_k(gx)->cholesky_solve(gx, ga, gb));
+        assert_tensor_close(gx, x, t, t);
+        ddn_tensor *w = ddn_zeros(cpu, dt, DDN_SHAPE(3, 6)), *gw = ddn_zeros(gpu, dt, DDN_SHAPE(3, 6));
+        ddn_tensor *v = like(cpu, a, 0), *gv = like(gpu, a, 0);
+        assert_ok(cpu, ddn_k(w)->eigh(w, v, a));
+        assert_ok(gpu, ddn_k(gw)->eigh(gw, gv, ga));
+        assert_tensor_close(gw, w, t, t);
+        assert_tensor_close(abs_of(gv), abs_of(v), t, t);
+        ddn_tensor *m = cpu_rand(dt, DDN_SHAPE(2, 8, 3), -1, 1, 192);
+        ddn_tensor *q = like(cpu, m, 0), *gq = like(gpu, m, 0);
+        assert_ok(cpu, ddn_k(q)->qr(q, m));
+        assert_ok(gpu, ddn_k(gq)->qr(gq, on_gpu(m)));
+        assert_tensor_close(abs_of(gq), abs_of(q), t, t);
+    }
+    ddn_tensor *z = ddn_zeros(gpu, DDN_DTYPE_F64, DDN_SHAPE(1, 3, 3));
+    ddn_tensor *zb = ddn_ones(gpu, DDN_DTYPE_F64, DDN_SHAPE(1, 3, 1));
+    assert_int_equal(ddn_k(zb)->lu_solve(zb, z, zb), DDN_ERR_SINGULAR);
+    assert_error(gpu, DDN_ERR_SINGULAR, "lu_solve: item 0 is singular");
+}
+
 /* ---- device: a short training run, CUDA against CPU ------------------------------------------- */
 /* A two-layer MLP (matmul, relu, cross-entropy, SGD with momentum) for 20 steps on the same data
  * in both contexts: the loss falls and the two runs agree to 1e-4 (float32, different GEMM sums). */
@@ -758,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_all_directions),
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_pooling_and_dropout),
+        cmocka_unit_test(test_dense_linear_algebra),
         cmocka_unit_test(test_short_training_run),
         cmocka_unit_test(test_cnn_training_run),
     };

@@ -59,6 +59,12 @@ static const ddn_kernels cpu_kernels = {
     .sgd_update = ddn_cpu_sgd_update,
     .adam_update = ddn_cpu_adam_update,
     .sum_squares = ddn_cpu_sum_squares,
+
+    /* dense linear algebra */
+    .lu_solve = ddn_cpu_lu_solve,
+    .cholesky_solve = ddn_cpu_cholesky_solve,
+    .eigh = ddn_cpu_eigh,
+    .qr = ddn_cpu_qr,
 };
 
 const ddn_backend ddn_cpu_backend = {
