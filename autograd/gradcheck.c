@@ -75,7 +75,7 @@ ddn_status ddn_gradcheck(ddn_ctx *ctx, ddn_gradcheck_fn fn, void *user, int n_in
     ddn_rng_seed(&rng, o.seed);
     for (int64_t i = 0; i < ny; i++) r[i] = ddn_rng_uniform(&rng) * 2.0 - 1.0;
     ddn_tensor *rt = ddn_tensor_new(ctx, DDN_DTYPE_F64, y->ndim, y->shape);
-    ddn_status st = rt ? ctx->backend->copy_h2d(rt->data, r, (size_t)ny * sizeof *r)
+    ddn_status st = rt ? ctx->backend->copy_h2d(ctx, rt->data, r, (size_t)ny * sizeof *r)
                        : ddn_ctx_status(ctx);
     if (st == DDN_OK && y->dtype != DDN_DTYPE_F64) {
         ddn_tensor *rc = ddn_tensor_new(ctx, y->dtype, y->ndim, y->shape);

@@ -198,22 +198,52 @@ typedef struct ddn_kernels {
                               double eps, double weight_decay, bool decoupled, int64_t step);
     /* *out = sum of x^2, accumulated in double in an order that depends only on numel(x). */
     ddn_status (*sum_squares)(const ddn_tensor *x, double *out);
+
+    /* ---- dense linear algebra (core/cpu/linalg.c; CUDA: cuSOLVER, cuda/cuda_solver.c) ---- */
+    /* Every operand contiguous and of one float dtype, batch dims B.. equal; inputs are not
+     * modified (x may be b, q may be a). Checks: core/linalg_check.c, shared by the backends. */
+    /* x = A^-1 b per item: a (B.., n, n) general (LU with partial pivoting) or, for
+     * cholesky_solve, symmetric positive definite (its lower triangle is read); b, x (B.., n, k).
+     * A singular (not positive definite) item fails with DDN_ERR_SINGULAR naming the item. */
+    ddn_status (*lu_solve)(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+    ddn_status (*cholesky_solve)(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+    /* Symmetric eigendecomposition: a (B.., n, n) (lower triangle read); w (B.., n) the
+     * eigenvalues ascending; v (B.., n, n) the unit eigenvectors as columns, or NULL. Each
+     * eigenvector's sign is the library's (compare |v| or projectors across backends). */
+    ddn_status (*eigh)(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
+    /* Thin QR (Householder): a (B.., m, k), m >= k; q (B.., m, k) with orthonormal columns
+     * spanning a's (column signs are the library's). */
+    ddn_status (*qr)(ddn_tensor *q, const ddn_tensor *a);
 } ddn_kernels;
 
 typedef struct ddn_backend {
     const char *name;
     ddn_device device;
-    /* Device memory. alloc returns NULL on failure (the caller sets the error). */
-    void *(*alloc)(size_t bytes);
-    void (*free)(void *p);
-    ddn_status (*copy_h2d)(void *dst, const void *src, size_t bytes);
-    ddn_status (*copy_d2h)(void *dst, const void *src, size_t bytes);
-    ddn_status (*sync)(void);
+    /* Per-context state (CUDA: device, stream, library handles, workspace), kept in
+     * ctx->backend_state. init runs in ddn_ctx_new before anything is allocated; on failure it
+     * returns non-OK and sets *why to a static message (the context is then not created). destroy
+     * runs last in ddn_ctx_free. Either may be NULL (the CPU needs no state). */
+    ddn_status (*init)(ddn_ctx *ctx, const char **why);
+    void (*destroy)(ddn_ctx *ctx);
+    /* Device memory. alloc returns NULL on failure (the caller sets the error). Copies are
+     * complete when they return (d2h waits for the context's queued kernels first). */
+    void *(*alloc)(ddn_ctx *ctx, size_t bytes);
+    void (*free)(ddn_ctx *ctx, void *p);
+    ddn_status (*copy_h2d)(ddn_ctx *ctx, void *dst, const void *src, size_t bytes);
+    ddn_status (*copy_d2h)(ddn_ctx *ctx, void *dst, const void *src, size_t bytes);
+    ddn_status (*sync)(ddn_ctx *ctx);
+    /* The backend's kernels. An entry may be NULL: ddn_ctx_new copies the table into the context
+     * with every NULL replaced by a stub that fails with DDN_ERR_UNSUPPORTED ("conv2d is not
+     * implemented on cuda yet"), so ops never test for NULL themselves (core/backend.c). */
     const ddn_kernels *k;
 } ddn_backend;
 
-/* The backend of a device, or NULL when this build or machine has none. */
+/* The backend of a device, or NULL when this build has none. Whether a device is present is
+ * decided by the backend's init when a context is created. */
 const ddn_backend *ddn_backend_get(ddn_device device);
 extern const ddn_backend ddn_cpu_backend;
+
+/* out = k with every NULL entry replaced by the "not implemented on <backend> yet" stub. */
+void ddn_kernels_complete(ddn_kernels *out, const ddn_kernels *k);
 
 #endif

@@ -82,7 +82,7 @@ static void *arena_alloc(ddn_ctx *ctx, ddn_arena *a, size_t bytes, size_t first_
     }
     size_t size = a->n_blocks ? 2 * a->blocks[a->n_blocks - 1].size : first_block;
     if (size < bytes) size = bytes;
-    void *base = a->device_memory ? ctx->backend->alloc(size) : aligned_alloc(ARENA_ALIGN, size);
+    void *base = a->device_memory ? ctx->backend->alloc(ctx, size) : aligned_alloc(ARENA_ALIGN, size);
     if (!base) return NULL;
     a->blocks[a->n_blocks] = (ddn_arena_block){.base = base, .size = size, .used = 0};
     a->cur = a->n_blocks++;
@@ -93,7 +93,7 @@ static void *arena_alloc(ddn_ctx *ctx, ddn_arena *a, size_t bytes, size_t first_
 static void arena_release(ddn_ctx *ctx, ddn_arena *a)
 {
     for (int i = 0; i < a->n_blocks; i++) {
-        if (a->device_memory) ctx->backend->free(a->blocks[i].base);
+        if (a->device_memory) ctx->backend->free(ctx, a->blocks[i].base);
         else free(a->blocks[i].base);
     }
     free(a->blocks);
@@ -142,7 +142,8 @@ ddn_ctx *ddn_ctx_new(ddn_device device, const char **why)
     if (!be) {
         if (why)
             *why = device == DDN_DEVICE_CUDA
-                       ? "CUDA device requested, but this build has no CUDA backend or no device"
+                       ? "CUDA device requested, but this build has no CUDA backend (built with "
+                         "DDN_CUDA=OFF or without nvcc)"
                        : "unknown device";
         return NULL;
     }
@@ -153,6 +154,11 @@ ddn_ctx *ddn_ctx_new(ddn_device device, const char **why)
     }
     ctx->device = device;
     ctx->backend = be;
+    ddn_kernels_complete(&ctx->kernels, be->k);
+    if (be->init && be->init(ctx, why) != DDN_OK) { /* e.g. CUDA built in, but no device */
+        free(ctx);
+        return NULL;
+    }
     ctx->grad_enabled = true;
     ctx->data.device_memory = true;
     ddn_rng_seed(&ctx->rng, 0);
@@ -166,6 +172,7 @@ void ddn_ctx_free(ddn_ctx *ctx)
     if (!ctx) return;
     arena_release(ctx, &ctx->meta);
     arena_release(ctx, &ctx->data);
+    if (ctx->backend->destroy) ctx->backend->destroy(ctx); /* after the memory it allocated */
     free(ctx->tape);
     free(ctx);
 }

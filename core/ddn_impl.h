@@ -26,6 +26,8 @@ typedef struct ddn_arena {
 struct ddn_ctx {
     ddn_device device;
     const ddn_backend *backend;
+    void *backend_state;  /* the backend's per-context state (NULL on the CPU); see backend.h */
+    ddn_kernels kernels;  /* backend->k with NULL entries replaced by "unsupported" stubs */
     ddn_status status;
     char errmsg[1024];
     ddn_arena meta; /* host: tensor structs, tape nodes, saved state, scratch */
@@ -46,7 +48,7 @@ void *ddn_arena_alloc_data(ddn_ctx *ctx, size_t bytes); /* device memory for ste
 void ddn_ctx_note_persistent(ddn_ctx *ctx, ptrdiff_t delta_bytes);
 
 /* ---- tensors (core/tensor.c) ---- */
-static inline const ddn_kernels *ddn_k(const ddn_tensor *t) { return t->ctx->backend->k; }
+static inline const ddn_kernels *ddn_k(const ddn_tensor *t) { return &t->ctx->kernels; }
 /* A step tensor with x's shape and dtype, contiguous, uninitialised. */
 ddn_tensor *ddn_tensor_new_like(ddn_ctx *ctx, const ddn_tensor *x);
 /* A step-lifetime view of src's memory with its own shape/strides/offset; no tape node. */
@@ -55,6 +57,17 @@ ddn_tensor *ddn_view_raw(ddn_ctx *ctx, const ddn_tensor *src, int ndim, const in
 /* Contiguous strides for shape. */
 void ddn_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 bool ddn_shape_valid(ddn_ctx *ctx, const char *op, int ndim, const int64_t *shape);
+
+/* ---- dense linear-algebra kernels: shared argument checks (core/linalg_check.c) ---- */
+typedef struct ddn_linalg_dims {
+    int64_t batch, n, k; /* items; rows (n; m for qr); right-hand sides or columns */
+} ddn_linalg_dims;
+/* Each checks the contract in backend.h, fills *d and returns DDN_OK, or sets the error. */
+ddn_status ddn_linalg_check_solve(const char *op, const ddn_tensor *x, const ddn_tensor *a,
+                                  const ddn_tensor *b, ddn_linalg_dims *d);
+ddn_status ddn_linalg_check_eigh(const ddn_tensor *w, const ddn_tensor *v, const ddn_tensor *a,
+                                 ddn_linalg_dims *d);
+ddn_status ddn_linalg_check_qr(const ddn_tensor *q, const ddn_tensor *a, ddn_linalg_dims *d);
 
 /* ---- op front-end helpers (core/op_util.c) ---- */
 /* Normalises a possibly negative dim of x; -1 with an error naming op and x's shape when out of

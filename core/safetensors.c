@@ -622,7 +622,7 @@ static ddn_status load(ddn_ctx *ctx, const ddn_st_file *f, const st_tensor *e, d
     for (int64_t i = 0; st == DDN_OK && i < n; i += chunk) {
         int64_t k = n - i < chunk ? n - i : chunk;
         decode(e->dtype, f->data + e->begin + (size_t)i * ssz, host, k);
-        st = ctx->backend->copy_h2d(dev + (size_t)i * dsz, host, (size_t)k * dsz);
+        st = ctx->backend->copy_h2d(ctx, dev + (size_t)i * dsz, host, (size_t)k * dsz);
         if (st != DDN_OK)
             ddn_ctx_set_error(ctx, st, "%s: tensor '%.200s': copy to %s failed", f->path, e->name,
                               ctx->backend->name);

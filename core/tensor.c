@@ -162,10 +162,10 @@ static ddn_status fill_generated(ddn_tensor *t, gen_fn gen, void *state)
     if (!host) return ddn_ctx_status(ctx);
     for (int64_t i = 0; i < n; i++) store_as(t->dtype, host, i, gen(state, i));
     if (ddn_tensor_is_contiguous(t)) {
-        st = ctx->backend->copy_h2d(ddn_tensor_ptr(t), host, bytes);
+        st = ctx->backend->copy_h2d(ctx, ddn_tensor_ptr(t), host, bytes);
     } else {
         ddn_tensor *tmp = ddn_tensor_new_like(ctx, t);
-        st = tmp ? ctx->backend->copy_h2d(tmp->data, host, bytes) : ddn_ctx_status(ctx);
+        st = tmp ? ctx->backend->copy_h2d(ctx, tmp->data, host, bytes) : ddn_ctx_status(ctx);
         if (st == DDN_OK) st = ddn_k(t)->copy(t, tmp);
     }
     ddn_ctx_rewind(ctx, mark);
@@ -244,12 +244,45 @@ ddn_tensor *ddn_tensor_from_host(ddn_ctx *ctx, ddn_dtype dt, int ndim, const int
     }
     ddn_tensor *t = ddn_tensor_new(ctx, dt, ndim, shape);
     if (!t) return NULL;
-    ddn_status st = ctx->backend->copy_h2d(t->data, host, ddn_tensor_nbytes(t));
+    ddn_status st = ctx->backend->copy_h2d(ctx, t->data, host, ddn_tensor_nbytes(t));
     if (st != DDN_OK) {
         ddn_ctx_set_error(ctx, st, "tensor_from_host: copy to %s failed", ctx->backend->name);
         return NULL;
     }
     return t;
+}
+
+ddn_tensor *ddn_tensor_to(ddn_ctx *ctx, const ddn_tensor *t, ddn_device device)
+{
+    if (!t) {
+        ddn_ctx_set_error(ctx, DDN_ERR_ARG, "tensor_to: tensor is NULL");
+        return NULL;
+    }
+    if (device != ctx->device) {
+        ddn_ctx_set_error(ctx, DDN_ERR_DEVICE, "tensor_to: target device %s, but the context is "
+                          "on %s (create a context on the target device)",
+                          device == DDN_DEVICE_CUDA ? "cuda" : "cpu", ctx->backend->name);
+        return NULL;
+    }
+    ddn_tensor *out = ddn_tensor_new(ctx, t->dtype, t->ndim, t->shape);
+    if (!out) return NULL;
+    if (t->ctx == ctx) return ddn_k(out)->copy(out, t) == DDN_OK ? out : NULL;
+    /* Another context (maybe another device): stage through host memory of this context's step
+     * arena, rewound once the copy is done (out was allocated before the mark, so it stays). */
+    size_t bytes = ddn_tensor_nbytes(out);
+    ddn_mark mark = ddn_ctx_mark(ctx);
+    void *host = ddn_ctx_scratch(ctx, bytes);
+    ddn_status st = host ? ddn_tensor_to_host(t, t->dtype, host) : DDN_ERR_OOM;
+    if (st != DDN_OK && host)
+        ddn_ctx_set_error(ctx, st, "tensor_to: reading the %s source failed: %s",
+                          t->ctx->backend->name, ddn_ctx_errmsg(t->ctx));
+    if (st == DDN_OK) {
+        st = ctx->backend->copy_h2d(ctx, out->data, host, bytes);
+        if (st != DDN_OK)
+            ddn_ctx_set_error(ctx, st, "tensor_to: copy to %s failed", ctx->backend->name);
+    }
+    ddn_ctx_rewind(ctx, mark);
+    return st == DDN_OK ? out : NULL;
 }
 
 /* ---- persistent tensors ----------------------------------------------------------------------- */
@@ -273,7 +306,7 @@ ddn_tensor *ddn_tensor_new_persistent(ddn_ctx *ctx, ddn_dtype dt, int ndim, cons
     ddn_tensor *t = ddn_tensor_wrap_persistent(ctx, dt, ndim, shape, NULL);
     if (!t) return NULL;
     size_t bytes = ddn_tensor_nbytes(t);
-    t->data = ctx->backend->alloc(bytes ? bytes : 1);
+    t->data = ctx->backend->alloc(ctx, bytes ? bytes : 1);
     if (!t->data) {
         char s[96];
         ddn_ctx_set_error(ctx, DDN_ERR_OOM, "tensor_new_persistent: cannot allocate %zu bytes "
@@ -296,7 +329,7 @@ void ddn_tensor_free(ddn_tensor *t)
     DDN_ASSERT(t->persistent && "ddn_tensor_free takes persistent tensors only");
     if (t->grad && t->grad->persistent) ddn_tensor_free(t->grad);
     if (t->owns_data) {
-        t->ctx->backend->free(t->data);
+        t->ctx->backend->free(t->ctx, t->data);
         ddn_ctx_note_persistent(t->ctx, -(ptrdiff_t)ddn_tensor_nbytes(t));
     }
     free(t);
@@ -358,7 +391,7 @@ ddn_status ddn_tensor_to_host(const ddn_tensor *t, ddn_dtype dt, void *host)
         st = tmp ? ddn_k(t)->copy(tmp, t) : ddn_ctx_status(ctx);
         src = tmp;
     }
-    if (st == DDN_OK) st = ctx->backend->copy_d2h(host, ddn_tensor_ptr(src), ddn_tensor_nbytes(src));
+    if (st == DDN_OK) st = ctx->backend->copy_d2h(ctx, host, ddn_tensor_ptr(src), ddn_tensor_nbytes(src));
     ddn_ctx_rewind(ctx, mark);
     return st;
 }
@@ -372,7 +405,7 @@ double ddn_tensor_get(const ddn_tensor *t, const int64_t *index)
     }
     size_t es = ddn_dtype_size(t->dtype);
     unsigned char buf[8];
-    if (t->ctx->backend->copy_d2h(buf, (unsigned char *)t->data + (size_t)off * es, es) != DDN_OK)
+    if (t->ctx->backend->copy_d2h(t->ctx, buf, (unsigned char *)t->data + (size_t)off * es, es) != DDN_OK)
         return NAN;
     host_state h = {buf, t->dtype};
     return gen_host(&h, 0);

@@ -74,6 +74,14 @@ ddn_tensor *ddn_rand_normal(ddn_ctx *ctx, ddn_rng *rng, ddn_dtype dt, int ndim,
 ddn_tensor *ddn_tensor_from_host(ddn_ctx *ctx, ddn_dtype dt, int ndim, const int64_t *shape,
                                  const void *host);
 
+/* A copy of t on device: a new contiguous step tensor of ctx (whose device must be `device`;
+ * naming it keeps call sites readable and is checked) with t's dtype, shape and values. t may
+ * belong to any context on any device, e.g. a CPU batch moved to a CUDA context:
+ *     ddn_tensor *xd = ddn_tensor_to(cuda_ctx, x_cpu, DDN_DEVICE_CUDA);
+ * Between two devices the values pass through host memory; within one context it is a device
+ * copy. No tape node is recorded (the copy is a leaf). NULL with the error on ctx on failure. */
+ddn_tensor *ddn_tensor_to(ddn_ctx *ctx, const ddn_tensor *t, ddn_device device);
+
 /* ---- creation: persistent tensors (heap) ----------------------------------------------------- */
 /* Zero-filled, contiguous, outlives ddn_ctx_reset_step. Free with ddn_tensor_free (NULL is a
  * no-op), which also frees its gradient. */
@@ -99,7 +107,8 @@ bool ddn_tensor_same_shape(const ddn_tensor *a, const ddn_tensor *b);
 /* Writes "(2,3,4)" into buf (always terminated); returns buf. "()" for a 0-dim tensor. */
 char *ddn_shape_str(const ddn_tensor *t, char *buf, size_t n);
 char *ddn_shape_str_raw(int ndim, const int64_t *shape, char *buf, size_t n);
-/* Pointer to element 0 of a host (CPU) tensor, offset applied. */
+/* Pointer to element 0 of the tensor, offset applied: host memory on the CPU, device memory on
+ * CUDA (read it on the host only through ddn_tensor_to_host / ddn_tensor_get). */
 void *ddn_tensor_ptr(const ddn_tensor *t);
 /* Copies the tensor's elements to host memory in row-major order, converted to dtype dt. */
 ddn_status ddn_tensor_to_host(const ddn_tensor *t, ddn_dtype dt, void *host);

@@ -359,7 +359,7 @@ ddn_tensor *ddn_idx_batch(ddn_ctx *ctx, const ddn_idx *f, int64_t n, const int64
         }
         gather_row(f->type, dt, host + (size_t)(i * m) * osize, src, m, scale, shift);
     }
-    ddn_status st = ctx->backend->copy_h2d(t->data, host, ddn_tensor_nbytes(t));
+    ddn_status st = ctx->backend->copy_h2d(ctx, t->data, host, ddn_tensor_nbytes(t));
     ddn_ctx_rewind(ctx, mark);
     if (st != DDN_OK) {
         ddn_ctx_set_error(ctx, st, "idx_batch: copy to %s failed", ctx->backend->name);

@@ -113,7 +113,7 @@ static ddn_status alloc_state(ddn_optim *opt)
     ddn_status st = DDN_OK;
     opt->state_bytes = per_slot * (size_t)opt->n_slots;
     if (opt->n_slots && opt->n) {
-        opt->state_block = ctx->backend->alloc(opt->state_bytes);
+        opt->state_block = ctx->backend->alloc(ctx, opt->state_bytes);
         int64_t words = (int64_t)opt->state_bytes / 4;
         ddn_tensor *flat = opt->state_block ? ddn_tensor_wrap_persistent(ctx, DDN_DTYPE_F32,
                                                                          DDN_SHAPE(words),
@@ -432,7 +432,7 @@ void ddn_optim_free(ddn_optim *opt)
     if (opt->state)
         for (int i = 0; i < opt->n * opt->n_slots; i++) ddn_tensor_free(opt->state[i]);
     if (opt->state_block) {
-        opt->ctx->backend->free(opt->state_block);
+        opt->ctx->backend->free(opt->ctx, opt->state_block);
         ddn_ctx_note_persistent(opt->ctx, -(ptrdiff_t)opt->state_bytes);
     }
     free(opt->state);

@@ -56,8 +56,8 @@ void ddn_params_free(ddn_params *p)
     free(p->e);
     ddn_tensor_free(p->grad_flat);
     const ddn_backend *be = p->ctx->backend;
-    if (p->data_block) be->free(p->data_block);
-    if (p->grad_block) be->free(p->grad_block);
+    if (p->data_block) be->free(p->ctx, p->data_block);
+    if (p->grad_block) be->free(p->ctx, p->grad_block);
     if (p->finalized) ddn_ctx_note_persistent(p->ctx, -(ptrdiff_t)(p->data_bytes + p->grad_bytes));
     free(p);
 }
@@ -163,8 +163,8 @@ ddn_status ddn_params_finalize(ddn_params *p)
     DDN_ASSERT(data_bytes % 4 == 0 && grad_bytes % 4 == 0);
 
     const ddn_backend *be = ctx->backend;
-    void *data = be->alloc(data_bytes ? data_bytes : 1);
-    void *grad = data ? be->alloc(grad_bytes ? grad_bytes : 1) : NULL;
+    void *data = be->alloc(ctx, data_bytes ? data_bytes : 1);
+    void *grad = data ? be->alloc(ctx, grad_bytes ? grad_bytes : 1) : NULL;
     ddn_tensor *data_flat = NULL, *grad_flat = NULL;
     if (grad) {
         data_flat = ddn_tensor_wrap_persistent(ctx, DDN_DTYPE_F32,
@@ -198,8 +198,8 @@ ddn_status ddn_params_finalize(ddn_params *p)
             p->e[i].t->grad = NULL;
         }
         ddn_tensor_free(grad_flat);
-        if (data) be->free(data);
-        if (grad) be->free(grad);
+        if (data) be->free(ctx, data);
+        if (grad) be->free(ctx, grad);
         return st;
     }
     for (int64_t i = 0; i < p->n; i++) p->e[i].t->data = (unsigned char *)data + p->e[i].offset;

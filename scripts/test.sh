@@ -34,7 +34,7 @@ for t in test_tensor test_autograd test_safetensors test_elementwise test_reduce
   [ -x "$exe" ] || continue
   log="$root/build/valgrind-$t.log"
   if ! OMP_NUM_THREADS=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-      --error-exitcode=1 "$exe" >"$log" 2>&1; then
+      --suppressions="$root/scripts/valgrind.supp" --error-exitcode=1 "$exe" >"$log" 2>&1; then
     cat "$log"
     echo "valgrind found errors in $t" >&2
     exit 1

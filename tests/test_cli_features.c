@@ -250,6 +250,37 @@ static void test_images(void **state)
     ddn_ctx_reset_step(ctx);
 }
 
+/* --device: cpu is the default path; cuda runs the network on the device when there is one
+ * (same outputs as the library on the CPU, to check_output's 1e-3) and otherwise fails with the
+ * one-line reason from ddn_ctx_new; a third name is a usage error. */
+static void test_device(void **state)
+{
+    ddn_ctx *ctx = *state;
+    ddn_tensor *x = ddn_rand_normal(ctx, NULL, DDN_DTYPE_F32, DDN_SHAPE(3, 3, 32, 40), 0, 1);
+    assert_non_null(x);
+    save_images(ctx, tmp("in.safetensors"), "images", x);
+#define FEAT_ON(dev) RUN("features", "--arch", "resnet50", "--width", WIDTH_ARG, "--weights",    \
+                         tmp("w50.safetensors"), "--input", tmp("in.safetensors"), "--output",  \
+                         tmp("out.safetensors"), "--batch", "2", "--device", dev)
+    run_result r = FEAT_ON("cpu");
+    expect_success(&r);
+    check_output(ctx, DDN_RESNET50, tmp("w50.safetensors"), x);
+    const char *why = NULL;
+    ddn_ctx *gpu = ddn_ctx_new(DDN_DEVICE_CUDA, &why);
+    r = FEAT_ON("cuda");
+    if (gpu) {
+        expect_success(&r);
+        check_output(ctx, DDN_RESNET50, tmp("w50.safetensors"), x);
+        ddn_ctx_free(gpu);
+    } else {
+        expect_failure(&r, 1, why);
+    }
+    r = FEAT_ON("gpu");
+    expect_failure(&r, 2, "--device");
+#undef FEAT_ON
+    ddn_ctx_reset_step(ctx);
+}
+
 static void test_errors(void **state)
 {
     ddn_ctx *ctx = *state;
@@ -338,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test(test_input),
         cmocka_unit_test(test_images),
+        cmocka_unit_test(test_device),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -50,6 +50,24 @@ int cli_ctx_error(const char *cmd, const ddn_ctx *ctx)
     return CLI_EXIT_FAIL;
 }
 
+int cli_parse_device(const char *cmd, const char *s, ddn_device *out)
+{
+    static const char *const names[] = {"cpu", "cuda"};
+    int k = 0;
+    if (cli_parse_choice(cmd, "--device", s, names, 2, &k)) return CLI_EXIT_USAGE;
+    *out = k == 1 ? DDN_DEVICE_CUDA : DDN_DEVICE_CPU;
+    return 0;
+}
+
+ddn_ctx *cli_ctx_new(const char *cmd, ddn_device device)
+{
+    const char *why = NULL;
+    ddn_ctx *ctx = ddn_ctx_new(device, &why);
+    if (!ctx)
+        cli_error(cmd, CLI_EXIT_FAIL, "%s", why ? why : "cannot create a context");
+    return ctx;
+}
+
 int cli_unknown(const char *cmd, const char *arg)
 {
     if (arg[0] == '-')

@@ -51,6 +51,12 @@ int cli_parse_int_list(const char *cmd, const char *opt, const char *s, int64_t 
 int cli_parse_dims_list(const char *cmd, const char *opt, const char *s, int arity, int64_t hi,
                         int64_t (*dims)[3], int *count);
 
+/* --device cpu|cuda -> *out; prints the usage error and returns CLI_EXIT_USAGE otherwise. */
+int cli_parse_device(const char *cmd, const char *s, ddn_device *out);
+/* A context on device, or NULL after printing the one-line error: "ddn <cmd>: no CUDA device:
+ * <the runtime's reason>" on a machine without one, or the build's reason. */
+ddn_ctx *cli_ctx_new(const char *cmd, ddn_device device);
+
 /* Unknown option or stray argument: the usage error naming it and pointing to --help. */
 int cli_unknown(const char *cmd, const char *arg);
 bool cli_is_help(const char *arg); /* "--help" or "-h" */

@@ -38,6 +38,8 @@ static const char help[] =
     "options:\n"
     "  --batch N      images per forward pass (default 8)\n"
     "  --threads N    CPU threads (default: the library's)\n"
+    "  --device D     cpu (default) or cuda: where the network runs (images are read and the\n"
+    "                 output written on the host either way)\n"
     "  --width X      channel multiplier of the model (default 1; small widths are for tests:\n"
     "                 the weights must have been made for the same width)\n"
     "\n"
@@ -50,6 +52,7 @@ typedef struct features_cfg {
     int n_images;
     int64_t batch, threads;
     double width;
+    ddn_device device;
 } features_cfg;
 
 /* Reads argv into c; returns -1 to continue, or an exit code (0 after --help). */
@@ -84,6 +87,8 @@ static int parse_args(int argc, char **argv, features_cfg *c)
             e = r < 0 || cli_parse_int(CMD, "--batch", v, 1, 1 << 20, &c->batch);
         } else if (OPT("--threads")) {
             e = r < 0 || cli_parse_int(CMD, "--threads", v, 1, 1024, &c->threads);
+        } else if (OPT("--device")) {
+            e = r < 0 || cli_parse_device(CMD, v, &c->device);
         } else if (OPT("--width")) {
             e = r < 0 || cli_parse_double(CMD, "--width", v, 1e-6, 64, &c->width);
         } else {
@@ -105,11 +110,13 @@ static int parse_args(int argc, char **argv, features_cfg *c)
 }
 
 /* ---- inputs ----------------------------------------------------------------------------------- */
+/* With --device cuda the network lives in a device context and everything read or written on
+ * the host (input images, outputs, files) in a CPU context `io`; on the CPU both are one. */
 typedef struct features_run {
-    ddn_ctx *ctx;
+    ddn_ctx *ctx, *io;
     ddn_resnet *net;
-    ddn_tensor *images;            /* --input: (N,3,H,W) float32, persistent */
-    ddn_tensor *features, *pooled; /* outputs, persistent, made after the first batch */
+    ddn_tensor *images;            /* --input: (N,3,H,W) float32, persistent, in io */
+    ddn_tensor *features, *pooled; /* outputs, persistent in io, made after the first batch */
     int64_t N;
 } features_run;
 
@@ -118,7 +125,7 @@ typedef struct features_run {
 static int load_input(features_run *r, const features_cfg *c)
 {
     ddn_st_file *f = NULL;
-    if (ddn_safetensors_open(r->ctx, c->input, &f) != DDN_OK) return cli_ctx_error(CMD, r->ctx);
+    if (ddn_safetensors_open(r->io, c->input, &f) != DDN_OK) return cli_ctx_error(CMD, r->io);
     ddn_st_dtype dt;
     int nd;
     int64_t s[DDN_MAX_DIMS];
@@ -134,9 +141,9 @@ static int load_input(features_run *r, const features_cfg *c)
         rc = cli_error(CMD, CLI_EXIT_FAIL, "%s: tensor 'images' has shape %s; expected (N,3,H,W) "
                        "with N, H, W >= 1", c->input, ddn_shape_str_raw(nd, s, got, sizeof got));
     } else {
-        r->images = ddn_tensor_new_persistent(r->ctx, DDN_DTYPE_F32, 4, s);
-        if (!r->images || ddn_safetensors_read_into(r->ctx, f, "images", r->images) != DDN_OK)
-            rc = cli_ctx_error(CMD, r->ctx);
+        r->images = ddn_tensor_new_persistent(r->io, DDN_DTYPE_F32, 4, s);
+        if (!r->images || ddn_safetensors_read_into(r->io, f, "images", r->images) != DDN_OK)
+            rc = cli_ctx_error(CMD, r->io);
         r->N = s[0];
     }
     ddn_safetensors_close(f);
@@ -199,7 +206,9 @@ static int run_batch(features_run *r, const features_cfg *c, int64_t i0, int64_t
         x = ddn_tensor_from_host(ctx, DDN_DTYPE_F32, DDN_SHAPE(n, s[1], s[2], s[3]),
                                  (const float *)ddn_tensor_ptr(r->images) + i0 * s[1] * s[2] * s[3]);
     } else {
-        x = image_batch(ctx, c, i0, n);
+        x = image_batch(r->io, c, i0, n);
+        if (!x) return cli_ctx_error(CMD, r->io);
+        if (r->io != ctx) x = ddn_tensor_to(ctx, x, c->device);
     }
     if (!x) return cli_ctx_error(CMD, ctx);
     ddn_tensor *y = ddn_resnet_forward(r->net, x, false);
@@ -207,10 +216,10 @@ static int run_batch(features_run *r, const features_cfg *c, int64_t i0, int64_t
     if (!y || !p) return cli_ctx_error(CMD, ctx);
     if (!r->features) {
         int64_t C = y->shape[1];
-        r->features = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32,
+        r->features = ddn_tensor_new_persistent(r->io, DDN_DTYPE_F32,
                                                 DDN_SHAPE(r->N, C, y->shape[2], y->shape[3]));
-        r->pooled = ddn_tensor_new_persistent(ctx, DDN_DTYPE_F32, DDN_SHAPE(r->N, C));
-        if (!r->features || !r->pooled) return cli_ctx_error(CMD, ctx);
+        r->pooled = ddn_tensor_new_persistent(r->io, DDN_DTYPE_F32, DDN_SHAPE(r->N, C));
+        if (!r->features || !r->pooled) return cli_ctx_error(CMD, r->io);
     }
     int64_t per = ddn_tensor_numel(y) / n, C = r->pooled->shape[1];
     if (ddn_tensor_to_host(y, DDN_DTYPE_F32, (float *)ddn_tensor_ptr(r->features) + i0 * per) !=
@@ -228,8 +237,8 @@ static int save_outputs(features_run *r, const features_cfg *c)
              DDN_VERSION_PATCH);
     snprintf(width, sizeof width, "%g", c->width);
     const char *meta[] = {"arch", arch_names[c->arch], "width", width, "ddn", version};
-    if (ddn_safetensors_save(r->ctx, c->output, 2, e, 3, meta) != DDN_OK)
-        return cli_ctx_error(CMD, r->ctx);
+    if (ddn_safetensors_save(r->io, c->output, 2, e, 3, meta) != DDN_OK)
+        return cli_ctx_error(CMD, r->io);
     return -1;
 }
 
@@ -245,12 +254,13 @@ int cmd_features(int argc, char **argv)
     }
     if (c.threads > 0) ddn_set_num_threads((int)c.threads);
 
-    const char *why = NULL;
     features_run r = {0};
-    r.ctx = ddn_ctx_new(DDN_DEVICE_CPU, &why);
-    if (!r.ctx) {
+    r.ctx = cli_ctx_new(CMD, c.device);
+    r.io = !r.ctx || c.device == DDN_DEVICE_CPU ? r.ctx : cli_ctx_new(CMD, DDN_DEVICE_CPU);
+    if (!r.io) {
+        ddn_ctx_free(r.ctx);
         free(c.images);
-        return cli_error(CMD, CLI_EXIT_FAIL, "no CPU context: %s", why ? why : "unknown");
+        return CLI_EXIT_FAIL;
     }
     bool prev = ddn_set_grad_enabled(r.ctx, false);
     rc = load_model(&r, &c);
@@ -261,6 +271,7 @@ int cmd_features(int argc, char **argv)
     for (int64_t i0 = 0; rc < 0 && i0 < r.N; i0 += c.batch) {
         rc = run_batch(&r, &c, i0, r.N - i0 < c.batch ? r.N - i0 : c.batch);
         ddn_ctx_reset_step(r.ctx);
+        if (r.io != r.ctx) ddn_ctx_reset_step(r.io);
     }
     if (rc < 0) rc = save_outputs(&r, &c);
     if (rc < 0) {
@@ -276,6 +287,7 @@ int cmd_features(int argc, char **argv)
     ddn_tensor_free(r.features);
     ddn_tensor_free(r.pooled);
     ddn_resnet_free(r.net);
+    if (r.io != r.ctx) ddn_ctx_free(r.io);
     ddn_ctx_free(r.ctx);
     free(c.images);
     return rc;

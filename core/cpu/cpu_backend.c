@@ -4,21 +4,22 @@
 
 #include "cpu_kernels.h"
 
-static void *cpu_alloc(size_t bytes)
+/* The CPU keeps no per-context state: ctx is unused by its memory functions. */
+static void *cpu_alloc(ddn_ctx *ctx, size_t bytes)
 {
     /* 64-byte alignment suits AVX loads and keeps rows of separate tensors off shared lines. */
     return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 }
 
-static void cpu_free(void *p) { free(p); }
+static void cpu_free(ddn_ctx *ctx, void *p) { free(p); }
 
-static ddn_status cpu_copy_bytes(void *dst, const void *src, size_t bytes)
+static ddn_status cpu_copy_bytes(ddn_ctx *ctx, void *dst, const void *src, size_t bytes)
 {
     if (bytes) memcpy(dst, src, bytes);
     return DDN_OK;
 }
 
-static ddn_status cpu_sync(void) { return DDN_OK; }
+static ddn_status cpu_sync(ddn_ctx *ctx) { return DDN_OK; }
 
 static const ddn_kernels cpu_kernels = {
     .copy = ddn_cpu_copy,
@@ -58,6 +59,12 @@ static const ddn_kernels cpu_kernels = {
     .sgd_update = ddn_cpu_sgd_update,
     .adam_update = ddn_cpu_adam_update,
     .sum_squares = ddn_cpu_sum_squares,
+
+    /* dense linear algebra */
+    .lu_solve = ddn_cpu_lu_solve,
+    .cholesky_solve = ddn_cpu_cholesky_solve,
+    .eigh = ddn_cpu_eigh,
+    .qr = ddn_cpu_qr,
 };
 
 const ddn_backend ddn_cpu_backend = {

@@ -89,4 +89,9 @@ ddn_status ddn_cpu_adam_update(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn_
 ddn_status ddn_cpu_sum_squares(const ddn_tensor *x, double *out);
 
 
+ddn_status ddn_cpu_lu_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+ddn_status ddn_cpu_cholesky_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
+ddn_status ddn_cpu_eigh(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
+ddn_status ddn_cpu_qr(ddn_tensor *q, const ddn_tensor *a);
+
 #endif

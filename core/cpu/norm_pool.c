@@ -10,6 +10,7 @@
 
 #include "cpu_impl.h"
 #include "cpu_kernels.h"
+#include "pool_math.h"
 
 /* Element c of a per-channel (C) tensor is p[c * s]; p NULL means absent. */
 typedef struct {
@@ -27,13 +28,6 @@ typedef struct {
     int64_t kh, kw, sh, sw, ph, pw;
     bool count_include_pad;
 } pool_geom;
-
-/* PyTorch's adaptive bins: [floor(i in / out), ceil((i + 1) in / out)). */
-static inline int64_t bin_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
-static inline int64_t bin_end(int64_t i, int64_t in, int64_t out)
-{
-    return ((i + 1) * in + out - 1) / out;
-}
 
 #define T float
 #define TS(name) name##_f32
@@ -203,17 +197,6 @@ ddn_status ddn_cpu_adaptive_avg_pool2d_backward_acc(ddn_tensor *dx, const ddn_te
 }
 
 /* ---- dropout ---------------------------------------------------------------------------------- */
-/* SplitMix64's output for state seed after i + 1 steps: a counter-based stream, so element i can
- * be drawn by any thread (or device) without sharing generator state. */
-static inline double dropout_uniform(uint64_t seed, int64_t i)
-{
-    uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53; /* [0, 1) from the top 53 bits */
-}
-
 ddn_status ddn_cpu_dropout_mask(ddn_tensor *mask, double p, uint64_t seed)
 {
     DDN_ASSERT(ddn_dtype_is_float(mask->dtype) && ddn_tensor_is_contiguous(mask));
@@ -224,11 +207,11 @@ ddn_status ddn_cpu_dropout_mask(ddn_tensor *mask, double p, uint64_t seed)
     if (mask->dtype == DDN_DTYPE_F32) {
         float *m = ddn_tensor_ptr(mask), s = (float)scale;
         DDN_OMP_FOR(n)
-        for (int64_t i = 0; i < n; i++) m[i] = dropout_uniform(seed, i) >= p ? s : 0.0f;
+        for (int64_t i = 0; i < n; i++) m[i] = ddn_dropout_uniform(seed, i) >= p ? s : 0.0f;
     } else {
         double *m = ddn_tensor_ptr(mask);
         DDN_OMP_FOR(n)
-        for (int64_t i = 0; i < n; i++) m[i] = dropout_uniform(seed, i) >= p ? scale : 0.0;
+        for (int64_t i = 0; i < n; i++) m[i] = ddn_dropout_uniform(seed, i) >= p ? scale : 0.0;
     }
     return DDN_OK;
 }

@@ -149,18 +149,12 @@ static void TS(max_pool_backward)(T *dx, const T *dy, const int64_t *idx, int64_
     }
 }
 
-/* The window of output (oh, ow) clipped to the input, and its divisor (PyTorch's avg_pool2d: the
- * window is first clipped to the padded input, which sets the count_include_pad divisor). */
+/* The window of output (oh, ow) clipped to the input and its divisor: pool_math.h. */
 static inline int64_t TS(avg_window)(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0,
                                      int64_t *h1, int64_t *w0, int64_t *w1)
 {
-    int64_t a = oh * g->sh - g->ph, b = ow * g->sw - g->pw;
-    int64_t ae = a + g->kh < g->H + g->ph ? a + g->kh : g->H + g->ph;
-    int64_t be = b + g->kw < g->W + g->pw ? b + g->kw : g->W + g->pw;
-    int64_t padded = (ae - a) * (be - b);
-    *h0 = a > 0 ? a : 0, *w0 = b > 0 ? b : 0;
-    *h1 = ae < g->H ? ae : g->H, *w1 = be < g->W ? be : g->W;
-    return g->count_include_pad ? padded : (*h1 - *h0) * (*w1 - *w0);
+    return ddn_avg_window(oh, ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->H, g->W,
+                          g->count_include_pad, h0, h1, w0, w1);
 }
 
 static void TS(avg_pool)(T *y, const T *x, const pool_geom *g)
@@ -207,9 +201,9 @@ static void TS(adaptive_avg)(T *y, const T *x, const pool_geom *g)
         const T *xp = x + pl * H * W;
         T *yp = y + pl * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
-            int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+            int64_t h0 = ddn_bin_start(oh, H, OH), h1 = ddn_bin_end(oh, H, OH);
             for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+                int64_t w0 = ddn_bin_start(ow, W, OW), w1 = ddn_bin_end(ow, W, OW);
                 double s = 0;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) s += xp[h * W + w];
@@ -227,9 +221,9 @@ static void TS(adaptive_avg_backward)(T *dx, const T *dy, const pool_geom *g)
         T *dp = dx + pl * H * W;
         const T *gp = dy + pl * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
-            int64_t h0 = bin_start(oh, H, OH), h1 = bin_end(oh, H, OH);
+            int64_t h0 = ddn_bin_start(oh, H, OH), h1 = ddn_bin_end(oh, H, OH);
             for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t w0 = bin_start(ow, W, OW), w1 = bin_end(ow, W, OW);
+                int64_t w0 = ddn_bin_start(ow, W, OW), w1 = ddn_bin_end(ow, W, OW);
                 T v = (T)((double)gp[oh * OW + ow] / (double)((h1 - h0) * (w1 - w0)));
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) dp[h * W + w] += v;

@@ -12,72 +12,35 @@
 
 #include "cpu_impl.h"
 #include "cpu_kernels.h"
+#include "optim_math.h"
 
-static inline float sqrt_f32(float x) { return sqrtf(x); }
-static inline double sqrt_f64(double x) { return sqrt(x); }
-
-/* torch.optim.SGD's _single_tensor_sgd for one element stream; see ddn_kernels.sgd_update. */
+/* The per-element arithmetic is in optim_math.h (shared with CUDA); these loops only split the
+ * elements over threads. */
 #define DEFINE_SGD(T, SUF)                                                                     \
     static void sgd_##SUF(T *restrict p, T *restrict buf, const T *restrict g, int64_t n,      \
                           double lr, double momentum, double dampening, double weight_decay,   \
                           bool nesterov, bool first)                                           \
     {                                                                                          \
-        const T wd = (T)weight_decay, mom = (T)momentum, damp1 = (T)(1 - dampening);          \
-        const T neg_lr = (T)(-lr);                                                             \
-        const bool use_wd = weight_decay != 0, use_mom = momentum != 0;                        \
+        const ddn_sgd_consts_##SUF c = ddn_sgd_consts_##SUF##_make(lr, momentum, dampening,    \
+                                                                   weight_decay, nesterov,     \
+                                                                   first);                     \
         DDN_OMP_FOR(n)                                                                         \
-        for (int64_t i = 0; i < n; i++) {                                                      \
-            T d = g[i];                                                                        \
-            if (use_wd) d = d + wd * p[i];           /* d_p.add(param, alpha=wd) */            \
-            if (use_mom) {                                                                     \
-                T b;                                                                           \
-                if (first) b = d;                    /* buf = clone(d_p) */                    \
-                else {                                                                         \
-                    b = buf[i] * mom;                /* buf.mul_(momentum) */                  \
-                    b = b + damp1 * d;               /* .add_(d_p, alpha=1-dampening) */       \
-                }                                                                              \
-                buf[i] = b;                                                                    \
-                d = nesterov ? d + mom * b : b;                                                \
-            }                                                                                  \
-            p[i] = p[i] + neg_lr * d;                /* param.add_(d_p, alpha=-lr) */          \
-        }                                                                                      \
+        for (int64_t i = 0; i < n; i++) ddn_sgd_elem_##SUF(p, buf, g, i, c);                   \
     }
 
 DEFINE_SGD(float, f32)
 DEFINE_SGD(double, f64)
 
-/* torch.optim.Adam / AdamW (_single_tensor_adam, _single_tensor_adamw, PyTorch 1.13). */
 #define DEFINE_ADAM(T, SUF)                                                                    \
     static void adam_##SUF(T *restrict p, T *restrict m, T *restrict v, T *restrict vmax,      \
                            const T *restrict g, int64_t n, double lr, double beta1,            \
                            double beta2, double eps, double weight_decay, bool decoupled,      \
                            int64_t step)                                                       \
     {                                                                                          \
-        const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);  \
-        const T neg_step = (T)(-(lr / bc1)), bc2_sqrt = (T)sqrt(bc2), e = (T)eps;              \
-        const T b1 = (T)beta1, b2 = (T)beta2, omb1 = (T)(1 - beta1), omb2 = (T)(1 - beta2);    \
-        const T wd = (T)weight_decay, decay = (T)(1 - lr * weight_decay);                      \
-        const bool coupled_wd = !decoupled && weight_decay != 0;                               \
+        const ddn_adam_consts_##SUF c = ddn_adam_consts_##SUF##_make(                          \
+            lr, beta1, beta2, eps, weight_decay, decoupled, step);                             \
         DDN_OMP_FOR(n)                                                                         \
-        for (int64_t i = 0; i < n; i++) {                                                      \
-            T pi = p[i], gi = g[i];                                                            \
-            if (decoupled) pi = pi * decay;          /* param.mul_(1 - lr * wd) */             \
-            else if (coupled_wd) gi = gi + wd * pi;  /* grad.add(param, alpha=wd) */           \
-            T mi = m[i] * b1;                        /* exp_avg.mul_(beta1) */                 \
-            mi = mi + omb1 * gi;                     /* .add_(grad, alpha=1-beta1) */          \
-            T vi = v[i] * b2;                        /* exp_avg_sq.mul_(beta2) */              \
-            vi = vi + omb2 * gi * gi;                /* .addcmul_(grad, grad, 1-beta2) */      \
-            m[i] = mi;                                                                         \
-            v[i] = vi;                                                                         \
-            T s = vi;                                                                          \
-            if (vmax) {                              /* torch.maximum(max, v, out=max) */      \
-                T mx = vmax[i];                                                                \
-                s = (mx > vi || isnan(mx)) ? mx : vi;                                          \
-                vmax[i] = s;                                                                   \
-            }                                                                                  \
-            T denom = sqrt_##SUF(s) / bc2_sqrt + e;  /* (sqrt / bc2_sqrt).add_(eps) */         \
-            p[i] = pi + neg_step * mi / denom;       /* addcdiv_(m, denom, -step_size) */      \
-        }                                                                                      \
+        for (int64_t i = 0; i < n; i++) ddn_adam_elem_##SUF(p, m, v, vmax, g, i, c);           \
     }
 
 DEFINE_ADAM(float, f32)

@@ -1,0 +1,135 @@
+/* ddn — the C launchers of the CUDA backend's custom kernels (internal).
+ *
+ * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu), compiled by nvcc; everything else of
+ * the backend is C (cuda_*.c). This header is the whole interface between the two, so it uses
+ * only C types: operands are raw device pointers to element 0 (offset applied) plus a layout of
+ * shape and per-operand strides in elements. dtype codes are ddn_dtype's (0 float32, 1 float64,
+ * 2 int64). Every launcher enqueues on the given stream and returns cudaGetLastError() (an int,
+ * cudaError_t), which the C side checks and turns into a ddn status.
+ */
+#ifndef DDN_CUDA_LAUNCH_H
+#define DDN_CUDA_LAUNCH_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DDN_CUDA_MAX_DIMS 6 /* DDN_MAX_DIMS */
+#define DDN_CUDA_MAX_OPERANDS 5
+
+/* Operands of one shape walked together; stride 0 is a broadcast dim. When `contiguous` is set
+ * every operand is row-major contiguous and element i sits at offset i (the fast path). */
+typedef struct ddn_cuda_layout {
+    int ndim, n_ops, contiguous;
+    int64_t numel;
+    int64_t shape[DDN_CUDA_MAX_DIMS];
+    int64_t stride[DDN_CUDA_MAX_OPERANDS][DDN_CUDA_MAX_DIMS];
+} ddn_cuda_layout;
+
+/* ---- elementwise.cu ---- */
+/* out[i] = (out dtype) x[i]; any dtypes. */
+int ddn_cuda_launch_copy(cudaStream_t s, const ddn_cuda_layout *l, int out_dt, void *out,
+                         int x_dt, const void *x);
+int ddn_cuda_launch_fill(cudaStream_t s, const ddn_cuda_layout *l, int dt, void *out,
+                         double value);
+/* out[i] += alpha x[i]; float dtypes. */
+int ddn_cuda_launch_axpy(cudaStream_t s, const ddn_cuda_layout *l, int dt, void *out,
+                         const void *x, double alpha);
+/* *flag (device int) is set to 1 when any x[i] is NaN or Inf; the caller zeroes it first. */
+int ddn_cuda_launch_nonfinite(cudaStream_t s, const ddn_cuda_layout *l, int dt, const void *x,
+                              int *flag);
+/* op is a ddn_unary_op / ddn_binary_op; the per-element math is core/cpu/elementwise_math.h. */
+int ddn_cuda_launch_unary(cudaStream_t s, const ddn_cuda_layout *l, int dt, int op, void *out,
+                          const void *x, double p0, double p1);
+/* dx += dy f'(x) (operands dx, x, y, dy). */
+int ddn_cuda_launch_unary_backward_acc(cudaStream_t s, const ddn_cuda_layout *l, int dt, int op,
+                                       void *dx, const void *x, const void *y, const void *dy,
+                                       double p0, double p1);
+int ddn_cuda_launch_binary(cudaStream_t s, const ddn_cuda_layout *l, int dt, int op, void *out,
+                           const void *a, const void *b);
+/* out = dy d(a op b)/d(a) (which 0) or /d(b) (which 1) (operands out, a, b, y, dy). */
+int ddn_cuda_launch_binary_backward(cudaStream_t s, const ddn_cuda_layout *l, int dt, int op,
+                                    int which, void *out, const void *a, const void *b,
+                                    const void *y, const void *dy);
+
+/* ---- reduce.cu ---- */
+/* Reduction plan: one output per combination of the kept dims (k_*), each reducing over the
+ * reduced dims (r_*). Kept strides per operand: 0 x, 1 out (or y, the max), 2 dy, 3 dx; reduced
+ * strides: 0 x, 1 dx. Size-1 dims are left out. */
+typedef struct ddn_cuda_reduce_plan {
+    int nk, nr;
+    int64_t outer, inner; /* number of outputs; elements reduced per output */
+    int64_t k_shape[DDN_CUDA_MAX_DIMS], k_stride[4][DDN_CUDA_MAX_DIMS];
+    int64_t r_shape[DDN_CUDA_MAX_DIMS], r_stride[2][DDN_CUDA_MAX_DIMS];
+} ddn_cuda_reduce_plan;
+/* op 0 sum (accumulated in double), 1 max (NaN wins). One block per output. */
+int ddn_cuda_launch_reduce(cudaStream_t s, const ddn_cuda_reduce_plan *p, int dt, int op,
+                           void *out, const void *x);
+/* dx += dy / t at the t entries of each block equal to its maximum y; a NaN maximum (t = 0) adds
+ * NaN to the whole block, as torch's 0/0. */
+int ddn_cuda_launch_max_backward_acc(cudaStream_t s, const ddn_cuda_reduce_plan *p, int dt,
+                                     void *dx, const void *x, const void *y, const void *dy);
+/* out (int64) = index of the first maximum along a dim of n elements with stride st; the plan
+ * gives the kept dims (strides 0 x, 1 out; nr = 0). NaN wins, as in PyTorch. */
+int ddn_cuda_launch_argmax(cudaStream_t s, const ddn_cuda_reduce_plan *p, int dt, int64_t *out,
+                           const void *x, int64_t n, int64_t st);
+/* Softmax over contiguous x viewed as (outer, n, inner), along n. */
+int ddn_cuda_launch_softmax(cudaStream_t s, int dt, void *out, const void *x, int64_t outer,
+                            int64_t n, int64_t inner, int log);
+int ddn_cuda_launch_softmax_backward_acc(cudaStream_t s, int dt, void *dx, const void *y,
+                                         const void *dy, int64_t outer, int64_t n, int64_t inner,
+                                         int log);
+/* NLL in one block: *bad (device) receives the smallest item index whose label is outside
+ * [0, C), or -1; only when it is -1 is out (0-dim) = scale * sum_i -logp[i, label_i] written
+ * (nll) or dlogp[i, label_i] += -scale dy added (nll_backward_acc). */
+int ddn_cuda_launch_nll(cudaStream_t s, int dt, void *out, const void *logp, int64_t rs,
+                        int64_t cs, const int64_t *labels, int64_t ls, int64_t N, int64_t C,
+                        double scale, long long *bad);
+int ddn_cuda_launch_nll_backward_acc(cudaStream_t s, int dt, void *dlogp, int64_t rs, int64_t cs,
+                                     const int64_t *labels, int64_t ls, int64_t N, int64_t C,
+                                     const void *dy, double scale, long long *bad);
+/* Fused optimizer updates over n contiguous elements (see ddn_kernels.sgd_update/adam_update). */
+int ddn_cuda_launch_sgd(cudaStream_t s, int dt, void *p, void *buf, const void *g, int64_t n,
+                        double lr, double momentum, double dampening, double weight_decay,
+                        int nesterov, int first);
+int ddn_cuda_launch_adam(cudaStream_t s, int dt, void *p, void *m, void *v, void *vmax,
+                         const void *g, int64_t n, double lr, double beta1, double beta2,
+                         double eps, double weight_decay, int decoupled, int64_t step);
+/* *out (device double) = sum of x^2 over n contiguous elements, in DDN_CUDA_SUMSQ_BLOCKS fixed
+ * chunks added in a fixed order (deterministic); partial is device scratch of that many doubles. */
+#define DDN_CUDA_SUMSQ_BLOCKS 256
+int ddn_cuda_launch_sum_squares(cudaStream_t s, int dt, const void *x, int64_t n, double *partial,
+                                double *out);
+
+/* ---- pool.cu ---- */
+/* Pooling over planes (N C of them) of contiguous NCHW tensors; kernel/stride/padding as resolved
+ * by the front end (the max-pool backward uses only planes, H, W, OH, OW). */
+typedef struct ddn_cuda_pool_geom {
+    int64_t planes, H, W, OH, OW;
+    int64_t kh, kw, sh, sw, ph, pw;
+    int count_include_pad;
+} ddn_cuda_pool_geom;
+int ddn_cuda_launch_max_pool(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt, void *y,
+                             int64_t *idx, const void *x);
+int ddn_cuda_launch_max_pool_backward_acc(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt,
+                                          void *dx, const void *dy, const int64_t *idx);
+int ddn_cuda_launch_avg_pool(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt, void *y,
+                             const void *x);
+int ddn_cuda_launch_avg_pool_backward_acc(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt,
+                                          void *dx, const void *dy);
+int ddn_cuda_launch_adaptive_avg_pool(cudaStream_t s, const ddn_cuda_pool_geom *g, int dt,
+                                      void *y, const void *x);
+int ddn_cuda_launch_adaptive_avg_pool_backward_acc(cudaStream_t s, const ddn_cuda_pool_geom *g,
+                                                   int dt, void *dx, const void *dy);
+/* mask[i] = u(seed, i) >= p ? 1 / (1 - p) : 0 over n contiguous elements (pool_math.h's hash). */
+int ddn_cuda_launch_dropout_mask(cudaStream_t s, int dt, void *mask, int64_t n, double p,
+                                 uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
