@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/run_heads.sh — test accuracy after the same time budget for the PMaF heads: `ddn train`
 # with its defaults (ResNet-50 from scratch on Fashion-MNIST 32x32, batch 64, SGD momentum 0.9,
-# lr 0.05, a cosine over the budget after 50 warm-up steps) and --head ied (m = 16), less
+# lr 0.1, a cosine over the budget) and --head ied (m = 16), less
 # (m = 16, n = 8) and linear (global average pool -> fc), one after the other on an otherwise
 # idle machine. Prints a markdown table: steps done, images/s (training images over the run's
 # wall time, test evaluations included) and the final test accuracy.
@@ -23,7 +23,7 @@ echo "| head | steps | images/s | test accuracy |"
 echo "|---|---:|---:|---:|"
 for h in $heads; do
     start=$(date +%s)
-    "$ddn" train --head "$h" --time-budget "$budget" --schedule cosine --warmup 50 --threads 2 \
+    "$ddn" train --head "$h" --time-budget "$budget" --schedule cosine --threads 2 \
         --log-every 50 --out "$out/$h" >"$out/$h.log" 2>&1 || {
         echo "run_heads.sh: ddn train --head $h failed:" >&2
         tail -3 "$out/$h.log" >&2

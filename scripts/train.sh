@@ -21,5 +21,5 @@ if ((budget < 60)); then
     exit 1
 fi
 echo "train.sh: built in ${SECONDS}s; training for ${budget}s"
-exec "$root/build/train/ddn" train --time-budget "$budget" --schedule cosine --warmup 50 \
+exec "$root/build/train/ddn" train --time-budget "$budget" --schedule cosine \
     --out "$root/runs/main" "$@"

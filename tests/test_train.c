@@ -208,7 +208,8 @@ static void test_time_budget_cosine(void **state)
     snprintf(out, sizeof out, "%s", tmp("budget"));
     snprintf(csv, sizeof csv, "%s/metrics.csv", out);
     snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out);
-    run_result *r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--out", out);
+    run_result *r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--lr", "0.05",
+                        "--out", out);
     expect_success(r);
     const char *fin = strstr(r->out, "\ndone at step ");
     assert_non_null(fin);
@@ -233,8 +234,8 @@ static void test_time_budget_cosine(void **state)
     if (!(first_lr > 0.04 && first_lr <= 0.05 && last_lr < 0.25 * 0.05))
         fail_msg("cosine over the budget: lr %g at the first step, %g at the last", first_lr,
                  last_lr);
-    r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--out", out, "--resume",
-            ck);
+    r = RUN("train", TINY, "--time-budget", "4", "--schedule", "cosine", "--lr", "0.05", "--out",
+            out, "--resume", ck);
     expect_success(r);
     char done[64];
     snprintf(done, sizeof done, "done at step %ld:", steps);

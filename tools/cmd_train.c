@@ -49,7 +49,7 @@ static const char help[] =
     "                      counts training time across resumes, evaluation included)\n"
     "  --batch N           (default 64)\n"
     "  --optimizer O       sgd (default) | adam | adamw\n"
-    "  --lr X (0.05 sgd, 1e-3 adam)  --momentum X (0.9)  --weight-decay X (0; adamw 1e-2)\n"
+    "  --lr X (0.1 sgd, 1e-3 adam)  --momentum X (0.9)  --weight-decay X (0; adamw 1e-2)\n"
     "  --schedule S        none (default) | step | cosine; --warmup N steps;\n"
     "                      --lr-step N (step: decay x0.1 every N steps, default one epoch);\n"
     "                      cosine runs over --steps/--epochs, or else over --time-budget\n"
@@ -172,7 +172,7 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     }
     if (m->head == DDN_PMAF_LESS && !c->has_m) m->m = 16;
     if (m->head == DDN_PMAF_LESS && !c->has_n) m->n = 8;
-    if (!c->has_lr) c->lr = c->optimizer == 0 ? 0.05 : 1e-3;
+    if (!c->has_lr) c->lr = c->optimizer == 0 ? 0.1 : 1e-3;
     if (!c->has_wd && c->optimizer == 2) c->wd = 1e-2;
     if (!c->epochs && !c->steps && !(c->time_budget > 0)) c->epochs = 1;
     return -1;
