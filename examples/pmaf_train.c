@@ -15,7 +15,7 @@
 #define IMAGE_SIZE 32       /* Fashion-MNIST's 28 x 28 resized, as in the PMaF paper */
 #define FMNIST_MEAN 0.2860f /* of the training pixels / 255 */
 #define FMNIST_STD 0.3530f
-#define LEARNING_RATE 0.05
+#define LEARNING_RATE 0.1
 #define LOG_EVERY 10
 #define EVAL_BATCH 100
 
