@@ -35,10 +35,38 @@ static inline void TS(valid_cols)(const conv_geom *g, int64_t iw0, int64_t *a, i
 /* col (nch * KH * KW rows of stride ld) <- the input patches of channels x[0 .. nch) (each H x W)
  * of one image under its output pixels [p0, p1); zero where the kernel reads padding. Walks each
  * row in output-row segments so the inner loops are a memcpy (stride 1) or a strided gather. */
+/* The general loop below for a block of whole output rows [oh0, oh1): the in-image columns
+ * [va, vb) are the same in every row, so each row is a zero head, a copy and a zero tail with no
+ * per-segment arithmetic. Small maps (8x8 and below at 32x32 inputs) have 8-float rows, where
+ * that arithmetic (a division included) cost more than the copy. row[(oh - oh0) OW + ow]. */
+static void TS(im2col_rows)(const conv_geom *g, T *row, const T *xc, int64_t ih0, int64_t iw0,
+                            int64_t va, int64_t vb, int64_t oh0, int64_t oh1)
+{
+    int64_t OW = g->OW, W = g->W, sw = g->sw;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+        T *dst = row + (oh - oh0) * OW;
+        int64_t ih = oh * g->sh + ih0;
+        if (ih < 0 || ih >= g->H || va >= vb) {
+            memset(dst, 0, (size_t)OW * sizeof(T));
+            continue;
+        }
+        const T *src = xc + ih * W + iw0; /* src[j * sw] is in the image for j in [va, vb) */
+        for (int64_t j = 0; j < va; j++) dst[j] = 0;
+        if (sw == 1)
+            for (int64_t j = va; j < vb; j++) dst[j] = src[j];
+        else if (sw == 2)
+            for (int64_t j = va; j < vb; j++) dst[j] = src[2 * j];
+        else
+            for (int64_t j = va; j < vb; j++) dst[j] = src[j * sw];
+        for (int64_t j = vb; j < OW; j++) dst[j] = 0;
+    }
+}
+
 static void TS(im2col)(const conv_geom *g, T *col, int64_t ld, const T *x, int64_t nch,
                        int64_t p0, int64_t p1)
 {
     int64_t OW = g->OW, W = g->W, H = g->H, sw = g->sw;
+    bool whole_rows = p0 % OW == 0 && p1 % OW == 0;
     for (int64_t c = 0; c < nch; c++) {
         const T *xc = x + c * g->HW;
         for (int64_t kh = 0; kh < g->KH; kh++) {
@@ -47,6 +75,10 @@ static void TS(im2col)(const conv_geom *g, T *col, int64_t ld, const T *x, int64
                 T *row = col + ((c * g->KH + kh) * g->KW + kw) * ld;
                 int64_t iw0 = kw * g->dw - g->pw, va, vb;
                 TS(valid_cols)(g, iw0, &va, &vb);
+                if (whole_rows) { /* one segment per output row, its bounds known up front */
+                    TS(im2col_rows)(g, row, xc, ih0, iw0, va, vb, p0 / OW, p1 / OW);
+                    continue;
+                }
                 for (int64_t p = p0; p < p1;) {
                     int64_t oh = p / OW, ow = p - oh * OW;
                     int64_t e = OW - ow < p1 - p ? OW - ow : p1 - p; /* this row's segment */
