@@ -26,12 +26,8 @@ for r in $(seq "$rounds"); do
 done
 
 # lines: ROUND RESULT NAME epoch_s=X rss_kb=Y loss=Z ...
-awk -v rounds="$rounds" -v ddn_env="${DDN_ENV:-}" -v threads=$threads -v batch=$batch '
-function val(s) { sub(/^[a-z_]+=/, "", s); return s + 0 }
-function median(a, n,   i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk -v rounds="$rounds" -v ddn_env="${DDN_ENV:-}" -v threads=$threads -v batch=$batch \
+    -f "$here/stats.awk" -f /dev/stdin "$out" <<'AWK'
 {
     r = $1; name = $3
     t[name, r] = val($4); rss[name, r] = val($5); loss[name, r] = val($6)
@@ -55,4 +51,4 @@ END {
     printf "\nmedian ratio ddn/torch: **%.3f** (below 1: ddn is faster)\n", mr
 }
 function max(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] > m) m = a[i]; return m }
-' "$out"
+AWK

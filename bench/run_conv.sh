@@ -28,12 +28,8 @@ done
 rm -f "$out.ddn"
 
 # lines: ROUND RESULT PROG LAYER fwd_ms=F bwd_ms=B gflop=G bgflop=H  |  ROUND RESULT PROG rss_kb=K
-awk -v rounds="$rounds" -v threads=$threads -v core="$core" '
-function val(s) { sub(/^[a-z_]+=/, "", s); return s + 0 }
-function median(a, n,   i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk -v rounds="$rounds" -v threads=$threads -v core="$core"  \
+    -f "$here/stats.awk" -f /dev/stdin "$out" <<'AWK'
 $4 ~ /^rss_kb=/ { rss[$3] = val($4) > rss[$3] ? val($4) : rss[$3]; next }
 {
     r = $1; p = $3; l = $4 + 0; if (l + 1 > nl) nl = l + 1
@@ -57,4 +53,4 @@ END {
     }
     printf "\nsum over the table: ddn %.1f ms, torch %.1f ms (ratio %.2f); peak RSS ddn %.0f MB, torch %.0f MB\n", sd, st, sd / st, rss["ddn"] / 1024, rss["torch"] / 1024
 }
-' "$out"
+AWK
