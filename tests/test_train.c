@@ -302,6 +302,32 @@ static void test_full_disk(void **state)
     free(before), free(after);
 }
 
+/* --device cuda: with a GPU, a few steps train on it and its model evaluates there too; without
+ * one, the one-line reason from ddn_ctx_new and exit 1. A third name is a usage error. */
+static void test_device(void **state)
+{
+    (void)state;
+    if (!have_data()) return;
+    char out[320], model_path[400];
+    snprintf(out, sizeof out, "%s", tmp("on_device"));
+    snprintf(model_path, sizeof model_path, "%s/model.safetensors", out);
+    const char *why = NULL;
+    ddn_ctx *gpu = ddn_ctx_new(DDN_DEVICE_CUDA, &why);
+    run_result *r = RUN("train", TINY, "--steps", "4", "--device", "cuda", "--out", out);
+    if (gpu) {
+        expect_success(r);
+        expect_success(RUN("eval", "--checkpoint", model_path, "--test-subset", "32", "--device",
+                           "cuda"));
+        ddn_ctx_free(gpu);
+    } else {
+        expect_failure(r, 1, why);
+        print_message("skipped: training on the device (%s)\n", why);
+    }
+    expect_failure(RUN("train", TINY, "--steps", "1", "--device", "gpu", "--out", out), 2,
+                   "--device");
+    expect_failure(RUN("eval", "--checkpoint", model_path, "--device", "tpu"), 2, "--device");
+}
+
 static void test_sigint(void **state)
 {
     (void)state;
@@ -395,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_time_budget_cosine),
         cmocka_unit_test(test_image_folder),
         cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_device),
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_nan_loss),
     };

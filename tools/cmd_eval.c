@@ -29,6 +29,7 @@ static const char help[] =
     "                            always an error with --export-features)\n"
     "  --batch N                 (default 256)\n"
     "  --threads N               CPU threads\n"
+    "  --device D                cpu (default) or cuda (not yet run on hardware)\n"
     "  --export-features F       write 'features' (N, m) and 'labels' (N) to F.safetensors\n"
     "\n"
     "Exit status 0 on success, 1 on failure, 2 on a bad command line; one line on stderr.\n";
@@ -37,6 +38,7 @@ typedef struct eval_cfg {
     const char *checkpoint, *features;
     data_cfg data;
     int64_t batch, threads;
+    ddn_device device;
     bool train;
 } eval_cfg;
 
@@ -63,6 +65,7 @@ static int parse_args(int argc, char **argv, eval_cfg *c)
         else if (OPT("--threads"))
             e = r < 0 || cli_parse_int(CMD, "--threads", v, 1, 1024, &c->threads);
         else if ((r = cli_flag(CMD, argv, i, "--train")) != 0) e = r < 0, c->train = true;
+        else if (OPT("--device")) e = r < 0 || cli_parse_device(CMD, v, &c->device);
         else if ((r = cli_flag(CMD, argv, i, "--strict-data")) != 0)
             e = r < 0, c->data.strict = true;
         else return cli_unknown(CMD, a);
@@ -122,9 +125,8 @@ int cmd_eval(int argc, char **argv)
     if (rc >= 0) return rc;
     rc = 0;
     if (c.threads) ddn_set_num_threads((int)c.threads);
-    const char *why = NULL;
-    ddn_ctx *ctx = ddn_ctx_new(DDN_DEVICE_CPU, &why);
-    if (!ctx) return cli_error(CMD, CLI_EXIT_FAIL, "no CPU context: %s", why);
+    ddn_ctx *ctx = cli_ctx_new(CMD, c.device);
+    if (!ctx) return CLI_EXIT_FAIL;
     ddn_st_file *f = NULL;
     model m = {0};
     model_cfg mc;

@@ -56,6 +56,8 @@ static const char help[] =
     "                      (the rate follows the fraction of the budget spent)\n"
     "  --seed N            initialisation and shuffling (default 0)\n"
     "  --threads N         CPU threads\n"
+    "  --device D          cpu (default) or cuda (model, batches and optimizer on the GPU;\n"
+    "                      not yet run on hardware, see the README)\n"
     "  --out DIR           output directory (created)\n"
     "  --checkpoint-every N  steps between checkpoints (default 0: at the end only)\n"
     "  --resume C          continue exactly from checkpoint C (same model and options)\n"
@@ -72,6 +74,7 @@ typedef struct train_cfg {
     int64_t epochs, steps, batch, warmup, lr_step, seed, threads, ckpt_every, log_every;
     double time_budget, lr, momentum, wd;
     int optimizer, schedule;
+    ddn_device device;
     bool has_lr, has_wd, has_m, has_n;
     const char *backward_s;
 } train_cfg;
@@ -141,6 +144,9 @@ static int parse_args(int argc, char **argv, train_cfg *c)
         else if INT("--lr-step", 1, INT64_MAX / 2, &c->lr_step)
         else if INT("--seed", 0, INT64_MAX, &c->seed)
         else if INT("--threads", 1, 1024, &c->threads)
+        else if (OPT("--device")) {
+            e = r < 0 || cli_parse_device(CMD, v, &c->device);
+        }
         else if (OPT("--out")) {
             c->out = v, e = r < 0;
         } else if INT("--checkpoint-every", 0, INT64_MAX / 2, &c->ckpt_every)
@@ -545,10 +551,9 @@ int cmd_train(int argc, char **argv)
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0) return rc;
     if (c.threads) ddn_set_num_threads((int)c.threads);
-    const char *why = NULL;
     run r = {.c = &c, .evaluated_at = -1};
-    r.ctx = ddn_ctx_new(DDN_DEVICE_CPU, &why);
-    if (!r.ctx) return cli_error(CMD, CLI_EXIT_FAIL, "no CPU context: %s", why);
+    r.ctx = cli_ctx_new(CMD, c.device);
+    if (!r.ctx) return CLI_EXIT_FAIL;
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
