@@ -87,4 +87,13 @@ ddn_tensor *ddn_op_finish(ddn_ctx *ctx, const char *op, ddn_tensor *out);
 /* Same check for a gradient produced by a node's backward; returns the status. */
 ddn_status ddn_check_grad_numerics(ddn_ctx *ctx, const char *op, const ddn_tensor *g);
 
+/* Kernel-side operand checks, shared by every backend (front ends check first; these make a wrong
+ * call fail with a message instead of reading out of bounds). Elementwise: every in[i] present,
+ * of out's shape and float dtype. Optimizer: p and each non-NULL ops[i] contiguous, of p's
+ * element count and float dtype. kernel and op name the call in the message. */
+ddn_status ddn_check_ew_operands(const char *kernel, const char *op, ddn_tensor *out, int n,
+                                 const ddn_tensor *const *in);
+ddn_status ddn_check_optim_operands(const char *kernel, const ddn_tensor *p, int n,
+                                    const ddn_tensor *const *ops);
+
 #endif

@@ -100,3 +100,47 @@ ddn_status ddn_check_grad_numerics(ddn_ctx *ctx, const char *op, const ddn_tenso
         return DDN_ERR_NUMERIC;
     return DDN_OK;
 }
+
+/* ---- kernel operand checks (CPU and CUDA backends) ---------------------------------------- */
+/* Kernel arguments are the front ends' business, but a wrong call must still fail with a message
+ * rather than read out of bounds: every operand present, of out's shape and (float) dtype. */
+ddn_status ddn_check_ew_operands(const char *kernel, const char *op, ddn_tensor *out, int n,
+                                 const ddn_tensor *const *in)
+{
+    if (!ddn_dtype_is_float(out->dtype))
+        return ddn_ctx_set_error(out->ctx, DDN_ERR_DTYPE, "%s %s: expected float32 or float64, "
+                                 "got %s", kernel, op, ddn_dtype_name(out->dtype));
+    for (int i = 0; i < n; i++) {
+        char a[96], b[96];
+        if (!in[i])
+            return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "%s %s: operand %d is NULL", kernel,
+                                     op, i + 1);
+        if (in[i]->dtype != out->dtype)
+            return ddn_ctx_set_error(out->ctx, DDN_ERR_DTYPE, "%s %s: operand %d is %s, output "
+                                     "%s", kernel, op, i + 1, ddn_dtype_name(in[i]->dtype),
+                                     ddn_dtype_name(out->dtype));
+        if (!ddn_tensor_same_shape(in[i], out))
+            return ddn_ctx_set_error(out->ctx, DDN_ERR_SHAPE, "%s %s: operand %d has shape %s, "
+                                     "output %s (expand operands first)", kernel, op, i + 1,
+                                     ddn_shape_str(in[i], a, sizeof a),
+                                     ddn_shape_str(out, b, sizeof b));
+    }
+    return DDN_OK;
+}
+
+/* Front ends check operands; a wrong call must still fail with a message rather than read out
+ * of bounds: every operand present, contiguous, of p's element count and float dtype. */
+ddn_status ddn_check_optim_operands(const char *kernel, const ddn_tensor *p, int n,
+                                    const ddn_tensor *const *ops)
+{
+    if (!ddn_dtype_is_float(p->dtype) || !ddn_tensor_is_contiguous(p))
+        return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: the parameter must be a contiguous "
+                                 "float tensor", kernel);
+    for (int i = 0; i < n; i++)
+        if (ops[i] && (ops[i]->dtype != p->dtype || !ddn_tensor_is_contiguous(ops[i]) ||
+                       ddn_tensor_numel(ops[i]) != ddn_tensor_numel(p)))
+            return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: operand %d is not a contiguous "
+                                     "%s tensor of %lld elements", kernel, i + 1,
+                                     ddn_dtype_name(p->dtype), (long long)ddn_tensor_numel(p));
+    return DDN_OK;
+}

@@ -61,30 +61,6 @@ static void layout_of(ddn_cuda_layout *l, int n, const ddn_tensor *const *ops)
     l->ndim = nd;
 }
 
-/* Every operand present, of out's shape and (float) dtype; messages as the CPU kernels'. */
-static ddn_status check_operands(const char *kernel, const char *op, ddn_tensor *out, int n,
-                                 const ddn_tensor *const *in)
-{
-    if (!ddn_dtype_is_float(out->dtype))
-        return ddn_ctx_set_error(out->ctx, DDN_ERR_DTYPE, "%s %s: expected float32 or float64, "
-                                 "got %s", kernel, op, ddn_dtype_name(out->dtype));
-    for (int i = 0; i < n; i++) {
-        char a[96], b[96];
-        if (!in[i])
-            return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "%s %s: operand %d is NULL", kernel,
-                                     op, i + 1);
-        if (in[i]->dtype != out->dtype)
-            return ddn_ctx_set_error(out->ctx, DDN_ERR_DTYPE, "%s %s: operand %d is %s, output "
-                                     "%s", kernel, op, i + 1, ddn_dtype_name(in[i]->dtype),
-                                     ddn_dtype_name(out->dtype));
-        if (!ddn_tensor_same_shape(in[i], out))
-            return ddn_ctx_set_error(out->ctx, DDN_ERR_SHAPE, "%s %s: operand %d has shape %s, "
-                                     "output %s (expand operands first)", kernel, op, i + 1,
-                                     ddn_shape_str(in[i], a, sizeof a),
-                                     ddn_shape_str(out, b, sizeof b));
-    }
-    return DDN_OK;
-}
 
 /* ---- memory-shaped ---------------------------------------------------------------------------- */
 ddn_status ddn_cuda_copy(ddn_tensor *out, const ddn_tensor *x)
@@ -116,7 +92,7 @@ ddn_status ddn_cuda_fill(ddn_tensor *out, double value)
 
 ddn_status ddn_cuda_axpy(ddn_tensor *out, const ddn_tensor *x, double alpha)
 {
-    ddn_status st = check_operands("axpy", "", out, 1, &x);
+    ddn_status st = ddn_check_ew_operands("axpy", "", out, 1, &x);
     if (st != DDN_OK) return st;
     ddn_cuda_layout l;
     layout_of(&l, 2, (const ddn_tensor *[]){out, x});
@@ -153,7 +129,7 @@ ddn_status ddn_cuda_unary(ddn_unary_op op, ddn_tensor *out, const ddn_tensor *x,
 {
     if ((unsigned)op >= DDN_UNARY_COUNT)
         return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "unary: invalid op %d", (int)op);
-    ddn_status st = check_operands("unary", unary_names[op], out, 1, &x);
+    ddn_status st = ddn_check_ew_operands("unary", unary_names[op], out, 1, &x);
     if (st != DDN_OK) return st;
     ddn_cuda_layout l;
     layout_of(&l, 2, (const ddn_tensor *[]){out, x});
@@ -180,7 +156,7 @@ ddn_status ddn_cuda_unary_backward_acc(ddn_unary_op op, ddn_tensor *dx, const dd
         return ddn_ctx_set_error(dx->ctx, DDN_ERR_ARG, "unary backward %s: needs the forward "
                                  "output y", unary_names[op]);
     const ddn_tensor *ops[] = {x, y ? y : x, dy}; /* x fills y's slot when y is never read */
-    ddn_status st = check_operands("unary backward", unary_names[op], dx, 3, ops);
+    ddn_status st = ddn_check_ew_operands("unary backward", unary_names[op], dx, 3, ops);
     if (st != DDN_OK) return st;
     ddn_cuda_layout l;
     layout_of(&l, 4, (const ddn_tensor *[]){dx, ops[0], ops[1], ops[2]});
@@ -196,7 +172,7 @@ ddn_status ddn_cuda_binary(ddn_binary_op op, ddn_tensor *out, const ddn_tensor *
 {
     if ((unsigned)op >= DDN_BINARY_COUNT)
         return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "binary: invalid op %d", (int)op);
-    ddn_status st = check_operands("binary", binary_names[op], out, 2,
+    ddn_status st = ddn_check_ew_operands("binary", binary_names[op], out, 2,
                                    (const ddn_tensor *[]){a, b});
     if (st != DDN_OK) return st;
     ddn_cuda_layout l;
@@ -221,7 +197,7 @@ ddn_status ddn_cuda_binary_backward(ddn_binary_op op, int which, ddn_tensor *out
         return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "binary backward pow: the exponent's "
                                  "gradient needs the forward output y");
     const ddn_tensor *ops[] = {a, b, y ? y : dy, dy}; /* only pow's exponent gradient reads y */
-    ddn_status st = check_operands("binary backward", binary_names[op], out, 4, ops);
+    ddn_status st = ddn_check_ew_operands("binary backward", binary_names[op], out, 4, ops);
     if (st != DDN_OK) return st;
     ddn_cuda_layout l;
     layout_of(&l, 5, (const ddn_tensor *[]){out, ops[0], ops[1], ops[2], ops[3]});

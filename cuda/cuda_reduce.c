@@ -178,21 +178,6 @@ ddn_status ddn_cuda_nll_backward_acc(ddn_tensor *dlogp, const ddn_tensor *labels
 }
 
 /* ---- optimizer updates ------------------------------------------------------------------------ */
-/* As core/cpu/optim_kernels.c: every operand present, contiguous, of p's size and float dtype. */
-static ddn_status check_optim(const char *kernel, const ddn_tensor *p, int n,
-                              const ddn_tensor *const *ops)
-{
-    if (!ddn_dtype_is_float(p->dtype) || !ddn_tensor_is_contiguous(p))
-        return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: the parameter must be a contiguous "
-                                 "float tensor", kernel);
-    for (int i = 0; i < n; i++)
-        if (ops[i] && (ops[i]->dtype != p->dtype || !ddn_tensor_is_contiguous(ops[i]) ||
-                       ddn_tensor_numel(ops[i]) != ddn_tensor_numel(p)))
-            return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: operand %d is not a contiguous "
-                                     "%s tensor of %lld elements", kernel, i + 1,
-                                     ddn_dtype_name(p->dtype), (long long)ddn_tensor_numel(p));
-    return DDN_OK;
-}
 
 ddn_status ddn_cuda_sgd_update(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor *g, double lr,
                                double momentum, double dampening, double weight_decay,
@@ -201,7 +186,7 @@ ddn_status ddn_cuda_sgd_update(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor 
     if (!g || (momentum != 0 && !buf))
         return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "sgd_update: %s is NULL",
                                  g ? "the momentum buffer" : "the gradient");
-    ddn_status st = check_optim("sgd_update", p, 2, (const ddn_tensor *[]){buf, g});
+    ddn_status st = ddn_check_optim_operands("sgd_update", p, 2, (const ddn_tensor *[]){buf, g});
     if (st != DDN_OK) return st;
     return DDN_CUDA_LAUNCH_CHECK(p->ctx, "sgd_update",
                                  ddn_cuda_launch_sgd(stream_of(p), p->dtype, ddn_tensor_ptr(p),
@@ -219,7 +204,7 @@ ddn_status ddn_cuda_adam_update(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn
         return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "adam_update: %s",
                                  step < 1 ? "step must be >= 1"
                                           : "a moment or the gradient is NULL");
-    ddn_status st = check_optim("adam_update", p, 4, (const ddn_tensor *[]){m, v, vmax, g});
+    ddn_status st = ddn_check_optim_operands("adam_update", p, 4, (const ddn_tensor *[]){m, v, vmax, g});
     if (st != DDN_OK) return st;
     return DDN_CUDA_LAUNCH_CHECK(p->ctx, "adam_update",
                                  ddn_cuda_launch_adam(stream_of(p), p->dtype, ddn_tensor_ptr(p),

@@ -20,31 +20,6 @@ static const char *const unary_names[DDN_UNARY_COUNT] = {DDN_EW_UNARY_OPS(NAME_O
 static const char *const binary_names[DDN_BINARY_COUNT] = {DDN_EW_BINARY_OPS(NAME_OF, _)};
 #undef NAME_OF
 
-/* Kernel arguments are the front ends' business, but a wrong call must still fail with a message
- * rather than read out of bounds: every operand present, of out's shape and (float) dtype. */
-static ddn_status check_operands(const char *kernel, const char *op, ddn_tensor *out, int n,
-                                 const ddn_tensor *const *in)
-{
-    if (!ddn_dtype_is_float(out->dtype))
-        return ddn_ctx_set_error(out->ctx, DDN_ERR_DTYPE, "%s %s: expected float32 or float64, "
-                                 "got %s", kernel, op, ddn_dtype_name(out->dtype));
-    for (int i = 0; i < n; i++) {
-        char a[96], b[96];
-        if (!in[i])
-            return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "%s %s: operand %d is NULL", kernel,
-                                     op, i + 1);
-        if (in[i]->dtype != out->dtype)
-            return ddn_ctx_set_error(out->ctx, DDN_ERR_DTYPE, "%s %s: operand %d is %s, output "
-                                     "%s", kernel, op, i + 1, ddn_dtype_name(in[i]->dtype),
-                                     ddn_dtype_name(out->dtype));
-        if (!ddn_tensor_same_shape(in[i], out))
-            return ddn_ctx_set_error(out->ctx, DDN_ERR_SHAPE, "%s %s: operand %d has shape %s, "
-                                     "output %s (expand operands first)", kernel, op, i + 1,
-                                     ddn_shape_str(in[i], a, sizeof a),
-                                     ddn_shape_str(out, b, sizeof b));
-    }
-    return DDN_OK;
-}
 
 /* ---- unary forward: out = f(x) ---------------------------------------------------------------- */
 #define UNARY_RUN(T, F)                                                                        \
@@ -99,7 +74,7 @@ ddn_status ddn_cpu_unary(ddn_unary_op op, ddn_tensor *out, const ddn_tensor *x, 
 {
     if ((unsigned)op >= DDN_UNARY_COUNT)
         return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "unary: invalid op %d", (int)op);
-    ddn_status st = check_operands("unary", unary_names[op], out, 1, &x);
+    ddn_status st = ddn_check_ew_operands("unary", unary_names[op], out, 1, &x);
     if (st != DDN_OK) return st;
     ddn_iter it;
     ddn_iter_init(&it, 2, (const ddn_tensor *[]){out, x});
@@ -126,7 +101,7 @@ ddn_status ddn_cpu_unary_backward_acc(ddn_unary_op op, ddn_tensor *dx, const ddn
                                  "output y", unary_names[op]);
     /* y stands in for itself when given, else x takes its slot (it is never read then). */
     const ddn_tensor *ops[] = {x, y ? y : x, dy};
-    ddn_status st = check_operands("unary backward", unary_names[op], dx, 3, ops);
+    ddn_status st = ddn_check_ew_operands("unary backward", unary_names[op], dx, 3, ops);
     if (st != DDN_OK) return st;
     ddn_iter it;
     ddn_iter_init(&it, 4, (const ddn_tensor *[]){dx, ops[0], ops[1], ops[2]});
@@ -199,7 +174,7 @@ ddn_status ddn_cpu_binary(ddn_binary_op op, ddn_tensor *out, const ddn_tensor *a
 {
     if ((unsigned)op >= DDN_BINARY_COUNT)
         return ddn_ctx_set_error(out->ctx, DDN_ERR_ARG, "binary: invalid op %d", (int)op);
-    ddn_status st = check_operands("binary", binary_names[op], out, 2,
+    ddn_status st = ddn_check_ew_operands("binary", binary_names[op], out, 2,
                                    (const ddn_tensor *[]){a, b});
     if (st != DDN_OK) return st;
     ddn_iter it;
@@ -224,7 +199,7 @@ ddn_status ddn_cpu_binary_backward(ddn_binary_op op, int which, ddn_tensor *out,
                                  "gradient needs the forward output y");
     /* Only pow's exponent gradient reads y; elsewhere dy fills its slot. */
     const ddn_tensor *ops[] = {a, b, y ? y : dy, dy};
-    ddn_status st = check_operands("binary backward", binary_names[op], out, 4, ops);
+    ddn_status st = ddn_check_ew_operands("binary backward", binary_names[op], out, 4, ops);
     if (st != DDN_OK) return st;
     ddn_iter it;
     ddn_iter_init(&it, 5, (const ddn_tensor *[]){out, a, b, ops[2], dy});

@@ -49,22 +49,6 @@ DEFINE_ADAM(double, f64)
 #define F32(t) ((float *)ddn_tensor_ptr(t))
 #define F64(t) ((double *)ddn_tensor_ptr(t))
 
-/* Front ends check operands; a wrong call must still fail with a message rather than read out
- * of bounds: every operand present, contiguous, of p's element count and float dtype. */
-static ddn_status check_operands(const char *kernel, const ddn_tensor *p, int n,
-                                 const ddn_tensor *const *ops)
-{
-    if (!ddn_dtype_is_float(p->dtype) || !ddn_tensor_is_contiguous(p))
-        return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: the parameter must be a contiguous "
-                                 "float tensor", kernel);
-    for (int i = 0; i < n; i++)
-        if (ops[i] && (ops[i]->dtype != p->dtype || !ddn_tensor_is_contiguous(ops[i]) ||
-                       ddn_tensor_numel(ops[i]) != ddn_tensor_numel(p)))
-            return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "%s: operand %d is not a contiguous "
-                                     "%s tensor of %lld elements", kernel, i + 1,
-                                     ddn_dtype_name(p->dtype), (long long)ddn_tensor_numel(p));
-    return DDN_OK;
-}
 
 ddn_status ddn_cpu_sgd_update(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor *g, double lr,
                               double momentum, double dampening, double weight_decay,
@@ -73,7 +57,7 @@ ddn_status ddn_cpu_sgd_update(ddn_tensor *p, ddn_tensor *buf, const ddn_tensor *
     if (!g || (momentum != 0 && !buf))
         return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "sgd_update: %s is NULL",
                                  g ? "the momentum buffer" : "the gradient");
-    ddn_status st = check_operands("sgd_update", p, 2, (const ddn_tensor *[]){buf, g});
+    ddn_status st = ddn_check_optim_operands("sgd_update", p, 2, (const ddn_tensor *[]){buf, g});
     if (st != DDN_OK) return st;
     int64_t n = ddn_tensor_numel(p);
     if (p->dtype == DDN_DTYPE_F32)
@@ -93,7 +77,7 @@ ddn_status ddn_cpu_adam_update(ddn_tensor *p, ddn_tensor *m, ddn_tensor *v, ddn_
         return ddn_ctx_set_error(p->ctx, DDN_ERR_ARG, "adam_update: %s",
                                  step < 1 ? "step must be >= 1"
                                           : "a moment or the gradient is NULL");
-    ddn_status st = check_operands("adam_update", p, 4, (const ddn_tensor *[]){m, v, vmax, g});
+    ddn_status st = ddn_check_optim_operands("adam_update", p, 4, (const ddn_tensor *[]){m, v, vmax, g});
     if (st != DDN_OK) return st;
     int64_t n = ddn_tensor_numel(p);
     if (p->dtype == DDN_DTYPE_F32)
