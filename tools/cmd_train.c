@@ -49,7 +49,8 @@ static const char help[] =
     "                      counts training time across resumes, evaluation included)\n"
     "  --batch N           (default 64)\n"
     "  --optimizer O       sgd (default) | adam | adamw\n"
-    "  --lr X (0.1 sgd, 1e-3 adam)  --momentum X (0.9)  --weight-decay X (0; adamw 1e-2)\n"
+    "  --lr X              (sgd 0.1, or 0.025 for --head linear; adam/adamw 1e-3)\n"
+    "  --momentum X (0.9)  --weight-decay X (0; adamw 1e-2)\n"
     "  --schedule S        none (default) | step | cosine; --warmup N steps;\n"
     "                      --lr-step N (step: decay x0.1 every N steps, default one epoch);\n"
     "                      cosine runs over --steps/--epochs, or else over --time-budget\n"
@@ -178,7 +179,10 @@ static int parse_args(int argc, char **argv, train_cfg *c)
     }
     if (m->head == DDN_PMAF_LESS && !c->has_m) m->m = 16;
     if (m->head == DDN_PMAF_LESS && !c->has_n) m->n = 8;
-    if (!c->has_lr) c->lr = c->optimizer == 0 ? 0.1 : 1e-3;
+    /* The linear head's input (pooled features of a fresh ResNet) is unbounded, and at 0.1 its
+     * loss explodes; IED and LESS feed the classifier a unit vector (BENCHMARKS.md, heads). */
+    if (!c->has_lr)
+        c->lr = c->optimizer != 0 ? 1e-3 : m->head == DDN_PMAF_LINEAR ? 0.025 : 0.1;
     if (!c->has_wd && c->optimizer == 2) c->wd = 1e-2;
     if (!c->epochs && !c->steps && !(c->time_budget > 0)) c->epochs = 1;
     return -1;
