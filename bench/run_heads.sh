@@ -6,11 +6,11 @@
 # idle machine. Prints a markdown table: steps done, images/s (training images over the run's
 # wall time, test evaluations included) and the final test accuracy.
 #
-# The linear baseline runs at LINEAR_LR (default 0.025, also ddn train's default for --head linear):
-# at 0.1, the other heads' rate, its loss explodes
-# (39 after 50 steps: the pooled features of a fresh ResNet-50 are large and nothing bounds the
-# classifier's input, where IED and LESS feed it a unit vector), and over 300-step cosine runs
-# 0.025 beat 0.05 and 0.1 (test accuracy 66.9%, 39.2%, 32.2%).
+# The linear baseline runs at LINEAR_LR (default 0.025, ddn train's default for --head linear):
+# at 0.1, the other heads' rate, its loss explodes (39 after 50 steps: the pooled features of a
+# fresh ResNet-50 are large and nothing bounds the classifier's input, where IED and LESS feed it
+# a unit vector), and over 300-step cosine runs 0.025 beat 0.05 and 0.1 (test accuracy 66.9%,
+# 39.2%, 32.2%).
 #
 #     OMP_WAIT_POLICY=passive bench/run_heads.sh [BUILD_DIR] [SECONDS] [HEADS]
 #     (defaults: ./build, 300, "ied less linear")
