@@ -288,6 +288,45 @@ static void ied_roundtrip(ddn_dtype dt, bool with_v, const char *backward,
     ddn_ctx_free(ctx);
 }
 
+/* --device cuda: with a GPU the layer runs in a CUDA context and writes what the CPU run writes
+ * (y, lambda, dA to 1e-9 in float64); without one, the one-line reason from ddn_ctx_new and
+ * exit 1, nothing written. A third name is a usage error. */
+static void test_device(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = test_ctx();
+    ddn_tensor *A = sym_abs(ctx, DDN_DTYPE_F64, 2, 6);
+    ddn_tensor *v = randn(ctx, DDN_DTYPE_F64, DDN_SHAPE(2, 6));
+    save(ctx, tmp("dev_in.safetensors"), 2, (const char *[]){"A", "v"}, (ddn_tensor *[]){A, v});
+#define SOLVE_ON(dev, out) RUN("solve", "--layer", "ied", "--input", tmp("dev_in.safetensors"), \
+                               "--output", tmp(out), "--device", dev)
+    run_result r = SOLVE_ON("cpu", "dev_cpu.safetensors");
+    expect_success(&r);
+    const char *why = NULL;
+    ddn_ctx *gpu = ddn_ctx_new(DDN_DEVICE_CUDA, &why);
+    unlink(tmp("dev_gpu.safetensors"));
+    r = SOLVE_ON("cuda", "dev_gpu.safetensors");
+    if (gpu) {
+        expect_success(&r);
+        ddn_st_file *fc = NULL, *fg = NULL;
+        assert_ok(ctx, ddn_safetensors_open(ctx, tmp("dev_cpu.safetensors"), &fc));
+        assert_ok(ctx, ddn_safetensors_open(ctx, tmp("dev_gpu.safetensors"), &fg));
+        static const char *const names[] = {"y", "lambda", "dA"};
+        for (int k = 0; k < 3; k++)
+            assert_tensor_close(load(ctx, fg, names[k], DDN_ST_F64),
+                                load(ctx, fc, names[k], DDN_ST_F64), 1e-9, 1e-9);
+        ddn_safetensors_close(fc), ddn_safetensors_close(fg);
+        ddn_ctx_free(gpu);
+    } else {
+        expect_failure(&r, 1, why);
+        assert_int_equal(access(tmp("dev_gpu.safetensors"), F_OK), -1);
+    }
+    r = SOLVE_ON("gpu", "dev_gpu.safetensors");
+    expect_failure(&r, 2, "--device");
+#undef SOLVE_ON
+    ddn_ctx_free(ctx);
+}
+
 static void test_ied_f64(void **state) { ied_roundtrip(DDN_DTYPE_F64, false, "ddn-e", DDN_IED_BACKWARD_DDN_E); }
 static void test_ied_f32(void **state) { ied_roundtrip(DDN_DTYPE_F32, false, "ift-e", DDN_IED_BACKWARD_IFT_E); }
 static void test_ied_grad_f64(void **state) { ied_roundtrip(DDN_DTYPE_F64, true, "ddn-e", DDN_IED_BACKWARD_DDN_E); }
@@ -393,7 +432,7 @@ static int teardown(void **state)
         "stdout.txt", "stderr.txt", "less_in.safetensors", "less_out.safetensors",
         "in.safetensors", "out.safetensors", "ied_in.safetensors", "ied_out.safetensors",
         "bad.safetensors", "corrupt.safetensors", "strict.safetensors", "never.safetensors",
-        "o.safetensors"};
+        "o.safetensors", "dev_in.safetensors", "dev_cpu.safetensors", "dev_gpu.safetensors"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) unlink(tmp(files[i]));
     return rmdir(tmpdir);
 }
@@ -408,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_ied_f32),          cmocka_unit_test(test_ied_grad_f64),
         cmocka_unit_test(test_ied_grad_f32),     cmocka_unit_test(test_ied_eigh),
         cmocka_unit_test(test_input_errors),     cmocka_unit_test(test_bench_less_effect),
+        cmocka_unit_test(test_device),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

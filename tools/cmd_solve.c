@@ -58,6 +58,8 @@ static const char help[] =
     "  --max-iter N     iteration cap (LESS 100, IED 1000)\n"
     "  --strict         an item that does not converge is an error (no output written)\n"
     "  --threads N      CPU threads (default: the library's)\n"
+    "  --device D       cpu (default) or cuda: the layer runs in a CUDA context (its solver and\n"
+    "                   backward still compute on host copies; not yet run on hardware)\n"
     "\n"
     "Exit status 0 on success, 1 on failure, 2 on a bad command line; one line on stderr.\n";
 
@@ -70,6 +72,7 @@ typedef struct solve_cfg {
     int64_t max_iter, seed, threads, k;
     unsigned method;
     int less_bw, ied_bw, solver, sign;
+    ddn_device device;
     const char *backward;             /* --backward, resolved against the layer's modes */
     const char *less_only, *ied_only; /* the first layer-specific option seen, for messages */
 } solve_cfg;
@@ -177,6 +180,8 @@ static int parse_args(int argc, char **argv, solve_cfg *c)
             e = r < 0, c->strict = true;
         } else if (OPT("--threads")) {
             e = r < 0 || cli_parse_int(CMD, "--threads", v, 1, 1024, &c->threads);
+        } else if (OPT("--device")) {
+            e = r < 0 || cli_parse_device(CMD, v, &c->device);
         } else {
             return cli_unknown(CMD, a);
         }
@@ -372,7 +377,7 @@ static int finish_layer(ddn_ctx *ctx, solve_io *io, const ddn_decl_info *info)
 static int solve_less(ddn_ctx *ctx, const solve_cfg *c, solve_io *io)
 {
     ddn_less_opts o = less_opts(c);
-    if (io->v) {
+    if (io->v || c->device != DDN_DEVICE_CPU) { /* the host solver below reads host pointers */
         ddn_decl_info info = {0};
         if (ddn_tensor_set_requires_grad(io->A, true) != DDN_OK ||
             ddn_tensor_set_requires_grad(io->b, true) != DDN_OK)
@@ -396,7 +401,7 @@ static int solve_less(ddn_ctx *ctx, const solve_cfg *c, solve_io *io)
 static int solve_ied(ddn_ctx *ctx, const solve_cfg *c, solve_io *io)
 {
     ddn_ied_opts o = ied_opts(c);
-    if (io->v || c->ied_bw == DDN_IED_BACKWARD_EIGH) {
+    if (io->v || c->ied_bw == DDN_IED_BACKWARD_EIGH || c->device != DDN_DEVICE_CPU) {
         ddn_decl_info info = {0};
         if (io->v && ddn_tensor_set_requires_grad(io->A, true) != DDN_OK)
             return cli_ctx_error(CMD, ctx);
@@ -418,6 +423,20 @@ static int solve_ied(ddn_ctx *ctx, const solve_cfg *c, solve_io *io)
     for (int64_t i = 0; i < B; i++)
         d[i] = (double)info[i].iterations, d[B + i] = info[i].converged, d[2 * B + i] = info[i].fpd;
     return set_diagnostics(ctx, io, d, d + B, d + 2 * B);
+}
+
+/* ---- devices ---------------------------------------------------------------------------------- */
+/* Moves the inputs (inputs = true) or the results into ctx, on device. */
+static int to_context(ddn_ctx *ctx, ddn_device device, solve_io *io, bool inputs)
+{
+    ddn_tensor **in[] = {&io->A, &io->b, &io->v};
+    ddn_tensor **out[] = {&io->y, &io->lambda, &io->iterations, &io->converged, &io->fpd,
+                          &io->dA, &io->db};
+    ddn_tensor ***ts = inputs ? in : out;
+    int n = inputs ? 3 : 7;
+    for (int k = 0; k < n; k++)
+        if (*ts[k] && !(*ts[k] = ddn_tensor_to(ctx, *ts[k], device))) return cli_ctx_error(CMD, ctx);
+    return -1;
 }
 
 /* ---- output ----------------------------------------------------------------------------------- */
@@ -476,17 +495,21 @@ int cmd_solve(int argc, char **argv)
     if ((rc = check_args(&c)) >= 0) return rc;
     if (c.threads > 0) ddn_set_num_threads((int)c.threads);
 
-    const char *why = NULL;
-    ddn_ctx *ctx = ddn_ctx_new(DDN_DEVICE_CPU, &why);
-    if (!ctx) return cli_error(CMD, CLI_EXIT_FAIL, "no CPU context: %s", why ? why : "unknown");
+    /* Files and the summary live in a CPU context `host`; the layer runs in `ctx`, which is the
+     * same context on the CPU and a CUDA one with --device cuda. */
+    ddn_ctx *host = cli_ctx_new(CMD, DDN_DEVICE_CPU);
+    ddn_ctx *ctx = !host || c.device == DDN_DEVICE_CPU ? host : cli_ctx_new(CMD, c.device);
     solve_io io = {0};
-    rc = load_inputs(ctx, &c, &io);
+    rc = host && ctx ? load_inputs(host, &c, &io) : CLI_EXIT_FAIL;
+    if (rc < 0 && ctx != host) rc = to_context(ctx, c.device, &io, true);
     if (rc < 0) rc = c.layer == LAYER_LESS ? solve_less(ctx, &c, &io) : solve_ied(ctx, &c, &io);
-    if (rc < 0) rc = save_outputs(ctx, &c, &io);
+    if (rc < 0 && ctx != host) rc = to_context(host, DDN_DEVICE_CPU, &io, false);
+    if (rc < 0) rc = save_outputs(host, &c, &io);
     if (rc < 0) {
         print_summary(&c, &io);
         rc = 0;
     }
-    ddn_ctx_free(ctx);
+    if (ctx != host) ddn_ctx_free(ctx);
+    ddn_ctx_free(host);
     return rc;
 }
