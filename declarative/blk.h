@@ -1,0 +1,99 @@
+/* ddn — one per-item algorithm, two executions: a CUDA thread block, or one CPU thread.
+ *
+ * The declarative layers' device kernels (power iteration, the IED and LESS backward solves) run
+ * one batch item per CUDA block. They are written once against this header and compiled twice:
+ * by nvcc, where a "block" is a real thread block (loops split over its threads, reductions in
+ * shared memory, barriers), and by the C compiler, where it is one thread that runs every loop
+ * whole and whose reductions and barriers are no-ops. The CPU instance is what the tests run
+ * against the LAPACK-based solvers, so the algorithm that runs on the GPU is checked here, on
+ * machines without one; only the data-parallel primitives below differ between the two.
+ *
+ * Rules for code written against it (what keeps the two executions the same algorithm):
+ * - every thread of a block runs the same control flow: branch only on values that every
+ *   thread holds (loop counters, arguments, and the results of ddn_blk_sum / _bcast, which are
+ *   returned to all threads);
+ * - a loop DDN_BLK_FOR(b, i, n) gives each thread its share of i; after writing a vector that
+ *   other threads read, call DDN_BLK_SYNC(b) (the primitives below sync on their own);
+ * - reductions are accumulated in double, in an order fixed by the launch shape, so results
+ *   are reproducible run to run (and equal between backends up to that order);
+ * - per-item vectors live in memory the launcher hands out (global memory on the device).
+ */
+#ifndef DDN_BLK_H
+#define DDN_BLK_H
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+
+#define DDN_BLK_FN static __device__ __forceinline__
+#define DDN_BLK_THREADS 256 /* threads per block: a multiple of 32 (full warps), at most 1024 */
+
+/* A block: this thread's index and the block size; red is __shared__ scratch of 33 doubles. */
+typedef struct ddn_blk {
+    int tid, nth;
+    double *red;
+} ddn_blk;
+
+#define DDN_BLK_FOR(b, i, n) for (int64_t i = (b)->tid; i < (int64_t)(n); i += (b)->nth)
+#define DDN_BLK_SYNC(b) __syncthreads()
+
+DDN_BLK_FN double ddn_blk_warp_sum(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* The sum of every thread's v, returned to all threads. */
+DDN_BLK_FN double ddn_blk_sum(const ddn_blk *b, double v)
+{
+    v = ddn_blk_warp_sum(v);
+    __syncthreads(); /* red may still be read by the previous reduction's threads */
+    if ((b->tid & 31) == 0) b->red[b->tid >> 5] = v;
+    __syncthreads();
+    if (b->tid == 0) {
+        double s = 0;
+        for (int w = 0; w < (b->nth >> 5); w++) s += b->red[w];
+        b->red[32] = s;
+    }
+    __syncthreads();
+    return b->red[32];
+}
+
+/* Thread 0's v, returned to all threads (for work done by one thread, `if (ddn_blk_leader(b))`). */
+DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
+{
+    __syncthreads();
+    if (b->tid == 0) b->red[32] = v;
+    __syncthreads();
+    return b->red[32];
+}
+
+#else /* one CPU thread */
+
+#define DDN_BLK_FN static inline
+
+typedef struct ddn_blk {
+    int tid, nth; /* 0, 1 */
+} ddn_blk;
+
+#define DDN_BLK_FOR(b, i, n) for (int64_t i = 0; i < (int64_t)(n); i++)
+#define DDN_BLK_SYNC(b) ((void)(b))
+
+DDN_BLK_FN double ddn_blk_sum(const ddn_blk *b, double v)
+{
+    (void)b;
+    return v;
+}
+
+DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
+{
+    (void)b;
+    return v;
+}
+
+#endif
+
+DDN_BLK_FN int ddn_blk_leader(const ddn_blk *b) { return b->tid == 0; }
+
+#endif

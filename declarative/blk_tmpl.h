@@ -1,0 +1,76 @@
+/* ddn — the typed primitives of blk.h: dot products and matrix-vector products of one block.
+ *
+ * The includer defines T (float | double) and TS(name) (name##_f32 / _f64) and has included
+ * blk.h. No include guard: included once per T. Every primitive accumulates in double and ends
+ * with a barrier, so its output may be read by any thread when it returns. On the device a
+ * row-major product gives each warp a row (coalesced reads of A) and a transposed product each
+ * thread a column (coalesced across the warp); on the CPU both are the plain loops.
+ */
+
+/* x . y (n), returned to all threads. */
+DDN_BLK_FN double TS(blk_dot)(const ddn_blk *b, int64_t n, const T *x, const T *y)
+{
+    double acc = 0;
+    DDN_BLK_FOR(b, i, n) acc += (double)x[i] * (double)y[i];
+    return ddn_blk_sum(b, acc);
+}
+
+/* ||x - s y||^2 (n) in double. */
+DDN_BLK_FN double TS(blk_dist2)(const ddn_blk *b, int64_t n, const T *x, double s, const T *y)
+{
+    double acc = 0;
+    DDN_BLK_FOR(b, i, n)
+    {
+        double d = (double)x[i] - s * (double)y[i];
+        acc += d * d;
+    }
+    return ddn_blk_sum(b, acc);
+}
+
+/* out = alpha A x + beta out for A (rows, cols) row-major with leading dimension lda; out typed
+ * T (o) and / or double (o64), either may be NULL (beta applies to o64 when given, else o). */
+DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T *A, int64_t lda,
+                           const T *x, double alpha, double beta, T *o, double *o64)
+{
+#ifdef __CUDACC__
+    const int lane = b->tid & 31, nw = b->nth >> 5;
+    for (int64_t i = b->tid >> 5; i < rows; i += nw) {
+        double acc = 0;
+        for (int64_t j = lane; j < cols; j += 32) acc += (double)A[i * lda + j] * (double)x[j];
+        acc = ddn_blk_warp_sum(acc);
+        if (lane == 0) {
+            double prev = beta == 0 ? 0 : o64 ? o64[i] : (double)o[i];
+            double v = alpha * acc + beta * prev;
+            if (o64) o64[i] = v;
+            if (o) o[i] = (T)v;
+        }
+    }
+    __syncthreads();
+#else
+    (void)b;
+    for (int64_t i = 0; i < rows; i++) {
+        double acc = 0;
+        for (int64_t j = 0; j < cols; j++) acc += (double)A[i * lda + j] * (double)x[j];
+        double prev = beta == 0 ? 0 : o64 ? o64[i] : (double)o[i];
+        double v = alpha * acc + beta * prev;
+        if (o64) o64[i] = v;
+        if (o) o[i] = (T)v;
+    }
+#endif
+}
+
+/* out = alpha A^T x + beta out for A (rows, cols) row-major (lda): out has cols entries. */
+DDN_BLK_FN void TS(blk_mvt)(const ddn_blk *b, int64_t rows, int64_t cols, const T *A, int64_t lda,
+                            const T *x, double alpha, double beta, T *o, double *o64)
+{
+    DDN_BLK_FOR(b, j, cols)
+    {
+        double acc = 0;
+        for (int64_t i = 0; i < rows; i++) acc += (double)A[i * lda + j] * (double)x[i];
+        double prev = beta == 0 ? 0 : o64 ? o64[j] : (double)o[j];
+        double v = alpha * acc + beta * prev;
+        if (o64) o64[j] = v;
+        if (o) o[j] = (T)v;
+    }
+    DDN_BLK_SYNC(b);
+}
