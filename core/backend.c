@@ -85,6 +85,9 @@ STUB(lu_solve, x, ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b)
 STUB(cholesky_solve, x, ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b)
 STUB(eigh, w, ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a)
 STUB(qr, q, ddn_tensor *q, const ddn_tensor *a)
+STUB(ied_power, y, ddn_tensor *y, const ddn_tensor *a, const ddn_tensor *rnd,
+     const ddn_tensor *ref, const ddn_tensor *gstart, const ddn_ied_power_params *p,
+     ddn_ied_info *info, ddn_ied_power_err *err)
 
 /* A missing non-finite scan must not read as "all finite" silently: it records the error (which
  * the caller's next status check reports) and answers false. */
@@ -107,10 +110,10 @@ void ddn_kernels_complete(ddn_kernels *out, const ddn_kernels *k)
     FILL(max_pool2d_backward_acc) FILL(avg_pool2d) FILL(avg_pool2d_backward_acc)
     FILL(adaptive_avg_pool2d) FILL(adaptive_avg_pool2d_backward_acc) FILL(dropout_mask)
     FILL(sgd_update) FILL(adam_update) FILL(sum_squares) FILL(lu_solve) FILL(cholesky_solve)
-    FILL(eigh) FILL(qr)
+    FILL(eigh) FILL(qr) FILL(ied_power)
 #undef FILL
 }
 
 /* A new kernel entry needs a stub and a FILL line above; this fails to compile until it has. */
-_Static_assert(sizeof(ddn_kernels) == 36 * sizeof(ddn_status (*)(ddn_tensor *)),
+_Static_assert(sizeof(ddn_kernels) == 37 * sizeof(ddn_status (*)(ddn_tensor *)),
                "ddn_kernels changed: update the stubs in core/backend.c");

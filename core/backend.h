@@ -15,6 +15,8 @@
 #ifndef DDN_BACKEND_H
 #define DDN_BACKEND_H
 
+#include "ied_power.h"
+#include "ied_solver.h"
 #include "nn.h"
 #include "tensor.h"
 
@@ -214,6 +216,16 @@ typedef struct ddn_kernels {
     /* Thin QR (Householder): a (B.., m, k), m >= k; q (B.., m, k) with orthonormal columns
      * spanning a's (column signs are the library's). */
     ddn_status (*qr)(ddn_tensor *q, const ddn_tensor *a);
+
+    /* ---- declarative solvers (block code, declarative/blk.h: an item per CUDA block) ---- */
+    /* IED's power iteration (declarative/ied_power.h): a (B, m, m), y (B, m), rnd (B, m) the
+     * items' seeded N(0,1) vectors, ref (m) or NULL, gstart (m) the gap check's start, all
+     * contiguous of one float dtype on the device; info and err: host arrays of B entries. An
+     * item's failure is reported in err, not as the status (the caller words it). */
+    ddn_status (*ied_power)(ddn_tensor *y, const ddn_tensor *a, const ddn_tensor *rnd,
+                            const ddn_tensor *ref, const ddn_tensor *gstart,
+                            const ddn_ied_power_params *p, ddn_ied_info *info,
+                            ddn_ied_power_err *err);
 } ddn_kernels;
 
 typedef struct ddn_backend {

@@ -42,7 +42,17 @@ struct ddn_ctx {
     /* Dead gradient buffers of intermediates, reused by ddn_grad_buffer while a backward pass
      * runs (autograd/tape.c); NULL outside one. */
     struct ddn_grad_pool *grad_pool;
+    /* Tests only: the declarative layers take the paths written for a device (their block
+     * kernels, through the kernel table) also in this CPU context, so that the CUDA tests'
+     * self-check runs those paths on machines without a GPU (tests/cuda_test_util.h). */
+    bool device_algorithms;
 };
+
+/* Whether a layer should take its device path for t (see ddn_ctx.device_algorithms). */
+static inline bool ddn_device_path(const ddn_ctx *ctx, const ddn_device device)
+{
+    return device != DDN_DEVICE_CPU || ctx->device_algorithms;
+}
 
 void *ddn_arena_alloc_data(ddn_ctx *ctx, size_t bytes); /* device memory for step tensors */
 void ddn_ctx_note_persistent(ddn_ctx *ctx, ptrdiff_t delta_bytes);

@@ -164,6 +164,11 @@ ddn_status ddn_cuda_lu_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_tenso
 ddn_status ddn_cuda_cholesky_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b);
 ddn_status ddn_cuda_eigh(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
 ddn_status ddn_cuda_qr(ddn_tensor *q, const ddn_tensor *a);
+/* declarative solvers (cuda_declarative.c) */
+ddn_status ddn_cuda_ied_power(ddn_tensor *y, const ddn_tensor *a, const ddn_tensor *rnd,
+                              const ddn_tensor *ref, const ddn_tensor *gstart,
+                              const ddn_ied_power_params *p, ddn_ied_info *info,
+                              ddn_ied_power_err *err);
 ddn_status ddn_cuda_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b,
                            double alpha, double beta);
 

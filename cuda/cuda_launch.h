@@ -1,7 +1,7 @@
 /* ddn — the C launchers of the CUDA backend's custom kernels (internal).
  *
- * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu), compiled by nvcc; everything else of
- * the backend is C (cuda_*.c). This header is the whole interface between the two, so it uses
+ * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, ied_power.cu), compiled by
+ * nvcc; everything else of the backend is C (cuda_*.c). This header is the whole interface between the two, so it uses
  * only C types: operands are raw device pointers to element 0 (offset applied) plus a layout of
  * shape and per-operand strides in elements. dtype codes are ddn_dtype's (0 float32, 1 float64,
  * 2 int64). Every launcher enqueues on the given stream and returns cudaGetLastError() (an int,
@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include <cuda_runtime_api.h>
+
+#include "ied_power.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -128,6 +130,14 @@ int ddn_cuda_launch_adaptive_avg_pool_backward_acc(cudaStream_t s, const ddn_cud
 /* mask[i] = u(seed, i) >= p ? 1 / (1 - p) : 0 over n contiguous elements (pool_math.h's hash). */
 int ddn_cuda_launch_dropout_mask(cudaStream_t s, int dt, void *mask, int64_t n, double p,
                                  uint64_t seed);
+
+/* ---- ied_power.cu ---- */
+/* IED's power iteration (declarative/ied_power.h), one block per item: A (B, m, m), rnd (B, m),
+ * ref (m) or NULL, gstart (m), y (B, m) of dtype dt; info (B ddn_ied_info) and err (B
+ * ddn_ied_power_err) device arrays; scratch: B * p->scratch bytes, each slice 256-aligned. */
+int ddn_cuda_launch_ied_power(cudaStream_t s, const ddn_ied_power_params *p, int dt,
+                              const void *A, const void *rnd, const void *ref,
+                              const void *gstart, void *y, void *info, void *err, void *scratch);
 
 #ifdef __cplusplus
 }

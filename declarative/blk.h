@@ -60,6 +60,22 @@ DDN_BLK_FN double ddn_blk_sum(const ddn_blk *b, double v)
     return b->red[32];
 }
 
+/* The largest of every thread's v (NaN-free input), returned to all threads. */
+DDN_BLK_FN double ddn_blk_max(const ddn_blk *b, double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if ((b->tid & 31) == 0) b->red[b->tid >> 5] = v;
+    __syncthreads();
+    if (b->tid == 0) {
+        double s = b->red[0];
+        for (int w = 1; w < (b->nth >> 5); w++) s = fmax(s, b->red[w]);
+        b->red[32] = s;
+    }
+    __syncthreads();
+    return b->red[32];
+}
+
 /* Thread 0's v, returned to all threads (for work done by one thread, `if (ddn_blk_leader(b))`). */
 DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
 {
@@ -81,6 +97,12 @@ typedef struct ddn_blk {
 #define DDN_BLK_SYNC(b) ((void)(b))
 
 DDN_BLK_FN double ddn_blk_sum(const ddn_blk *b, double v)
+{
+    (void)b;
+    return v;
+}
+
+DDN_BLK_FN double ddn_blk_max(const ddn_blk *b, double v)
 {
     (void)b;
     return v;

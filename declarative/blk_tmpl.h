@@ -1,8 +1,9 @@
 /* ddn — the typed primitives of blk.h: dot products and matrix-vector products of one block.
  *
  * The includer defines T (float | double) and TS(name) (name##_f32 / _f64) and has included
- * blk.h. No include guard: included once per T. Every primitive accumulates in double and ends
- * with a barrier, so its output may be read by any thread when it returns. On the device a
+ * blk.h. No include guard: included once per T. Every primitive accumulates in double; the
+ * products start and end with a barrier, so their input may have been written by any thread just
+ * before, and their output may be read by any thread when they return. On the device a
  * row-major product gives each warp a row (coalesced reads of A) and a transposed product each
  * thread a column (coalesced across the warp); on the CPU both are the plain loops.
  */
@@ -13,6 +14,26 @@ DDN_BLK_FN double TS(blk_dot)(const ddn_blk *b, int64_t n, const T *x, const T *
     double acc = 0;
     DDN_BLK_FOR(b, i, n) acc += (double)x[i] * (double)y[i];
     return ddn_blk_sum(b, acc);
+}
+
+/* ||x|| (n). The plain sum of squares over- or underflows only for float64 entries beyond
+ * ~1e154 or below ~1e-154; then the norm is taken again scaled by the largest magnitude, as BLAS
+ * nrm2 does throughout, so that the two agree on what is finite and what is zero. */
+DDN_BLK_FN double TS(blk_nrm2)(const ddn_blk *b, int64_t n, const T *x)
+{
+    const double ss = TS(blk_dot)(b, n, x, x);
+    if (isfinite(ss) && ss > 1e-290) return sqrt(ss);
+    double mx = 0;
+    DDN_BLK_FOR(b, i, n) mx = fmax(mx, fabs((double)x[i]));
+    mx = ddn_blk_max(b, mx);
+    if (!(mx > 0) || isinf(mx)) return isnan(ss) ? ss : mx;
+    double s = 0;
+    DDN_BLK_FOR(b, i, n)
+    {
+        const double t = (double)x[i] / mx;
+        s += t * t;
+    }
+    return mx * sqrt(ddn_blk_sum(b, s));
 }
 
 /* ||x - s y||^2 (n) in double. */
@@ -32,6 +53,7 @@ DDN_BLK_FN double TS(blk_dist2)(const ddn_blk *b, int64_t n, const T *x, double 
 DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T *A, int64_t lda,
                            const T *x, double alpha, double beta, T *o, double *o64)
 {
+    DDN_BLK_SYNC(b);
 #ifdef __CUDACC__
     const int lane = b->tid & 31, nw = b->nth >> 5;
     for (int64_t i = b->tid >> 5; i < rows; i += nw) {
@@ -47,7 +69,6 @@ DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T
     }
     __syncthreads();
 #else
-    (void)b;
     for (int64_t i = 0; i < rows; i++) {
         double acc = 0;
         for (int64_t j = 0; j < cols; j++) acc += (double)A[i * lda + j] * (double)x[j];
@@ -63,6 +84,7 @@ DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T
 DDN_BLK_FN void TS(blk_mvt)(const ddn_blk *b, int64_t rows, int64_t cols, const T *A, int64_t lda,
                             const T *x, double alpha, double beta, T *o, double *o64)
 {
+    DDN_BLK_SYNC(b);
     DDN_BLK_FOR(b, j, cols)
     {
         double acc = 0;

@@ -94,27 +94,25 @@ static const void *host_view(ddn_ctx *ctx, const ddn_tensor *A)
 }
 
 /* ---- DDN / IFT forward: the PI/SI solver, tape paused (ddn_declarative) ---------------------- */
-static ddn_status ied_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in, ddn_tensor *y,
-                            ddn_decl_info *info, void **saved)
+/* DDN differentiates the declared problem, i.e. the top eigenvector of (A + A^T)/2; PI returns
+ * A's own eigenvector. They agree only for symmetric A (PMAF-MATH §2). */
+static bool needs_symmetric(ddn_ied_backward mode)
 {
-    const ied_node_opts *no = opts;
-    const ddn_tensor *A = in[0];
-    const int64_t B = A->shape[0], m = A->shape[1];
-    ied_saved *sv = ddn_ctx_scratch(ctx, sizeof *sv);
-    unsigned char *tied = ddn_ctx_scratch(ctx, (size_t)(B ? B : 1));
-    if (!sv || !tied) return ddn_ctx_status(ctx);
-    *sv = (ied_saved){.tied = tied};
+    return mode == DDN_IED_BACKWARD_DDN_E || mode == DDN_IED_BACKWARD_DDN_J;
+}
 
-    ddn_mark mark = ddn_ctx_mark(ctx); /* temporaries below die before returning */
+/* The LAPACK / BLAS solver (ied_solver.c) on host memory: A's own when it is a contiguous CPU
+ * tensor, else a host copy (SI on a device, until it has a device version). */
+static ddn_status solve_on_host(ddn_ctx *ctx, const ied_node_opts *no, const ddn_tensor *A,
+                                ddn_tensor *y, ddn_ied_info *inf)
+{
+    const int64_t B = A->shape[0], m = A->shape[1];
     const void *Ah = host_view(ctx, A);
     void *yh = y->device == DDN_DEVICE_CPU ? ddn_tensor_ptr(y)
                                            : ddn_ctx_scratch(ctx, ddn_tensor_nbytes(y));
-    ddn_ied_info *inf = ddn_ctx_scratch(ctx, (size_t)(B ? B : 1) * sizeof *inf);
-    if (!Ah || !yh || !inf) return ddn_ctx_status(ctx);
+    if (!Ah || !yh) return ddn_ctx_status(ctx);
     ddn_status st = DDN_OK;
-    /* DDN differentiates the declared problem, i.e. the top eigenvector of (A + A^T)/2; PI
-     * returns A's own eigenvector. They agree only for symmetric A (PMAF-MATH §2). */
-    if (no->mode == DDN_IED_BACKWARD_DDN_E || no->mode == DDN_IED_BACKWARD_DDN_J) {
+    if (needs_symmetric(no->mode)) {
         int64_t bad = first_nonsymmetric(A->dtype, B, m, Ah);
         if (bad >= 0) st = refuse_nonsymmetric(ctx, no->mode, bad, A);
     }
@@ -126,6 +124,38 @@ static ddn_status ied_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *i
         ddn_tensor *h = ddn_tensor_from_host(ctx, y->dtype, y->ndim, y->shape, yh);
         st = h ? ddn_tensor_copy_(y, h) : ddn_ctx_status(ctx);
     }
+    return st;
+}
+
+/* PI where A lives, through the backend's ied_power kernel (ied_power.c); the symmetry the DDN
+ * modes need comes back in the diagnostics, and its refusal comes first, as on the host. */
+static ddn_status solve_on_device(ddn_ctx *ctx, const ied_node_opts *no, const ddn_tensor *A,
+                                  ddn_tensor *y, ddn_ied_info *inf)
+{
+    ddn_status st = ddn_ied_power_solve(ctx, A, &no->o, y, inf);
+    if (needs_symmetric(no->mode))
+        for (int64_t b = 0; b < A->shape[0]; b++)
+            if (!inf[b].symmetric) return refuse_nonsymmetric(ctx, no->mode, b, A);
+    return st;
+}
+
+static ddn_status ied_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in, ddn_tensor *y,
+                            ddn_decl_info *info, void **saved)
+{
+    const ied_node_opts *no = opts;
+    const ddn_tensor *A = in[0];
+    const int64_t B = A->shape[0];
+    ied_saved *sv = ddn_ctx_scratch(ctx, sizeof *sv);
+    unsigned char *tied = ddn_ctx_scratch(ctx, (size_t)(B ? B : 1));
+    if (!sv || !tied) return ddn_ctx_status(ctx);
+    *sv = (ied_saved){.tied = tied};
+
+    ddn_mark mark = ddn_ctx_mark(ctx); /* temporaries below die before returning */
+    ddn_ied_info *inf = ddn_ctx_scratch(ctx, (size_t)(B ? B : 1) * sizeof *inf);
+    if (!inf) return ddn_ctx_status(ctx);
+    const bool device = ddn_device_path(ctx, A->device) && no->o.method == DDN_IED_PI;
+    ddn_status st = device ? solve_on_device(ctx, no, A, y, inf)
+                           : solve_on_host(ctx, no, A, y, inf);
     if (st == DDN_OK) {
         int64_t *it = ddn_tensor_ptr(info->iterations), *cv = ddn_tensor_ptr(info->converged);
         double *fpd = ddn_tensor_ptr(info->fpd);

@@ -54,6 +54,12 @@ ddn_status ddn_ied_ift_solve_(ddn_ctx *ctx, ddn_ied_ift_path path, int64_t m, co
                               const double *y, const double *v, double *k,
                               ddn_ied_ift_path *used, int64_t *sweeps);
 
+/* PI on a tensor of any backend through its ied_power kernel (ied_power.c): A (B, m, m) float,
+ * y (B, m) of A's dtype and device, info (B) host; o already validated, method PI. Failures and
+ * (strict) non-convergence are reported as ddn_ied_solve words them. */
+ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                               ddn_tensor *y, ddn_ied_info *info);
+
 /* UNROLL (ied_unroll.c): PI or SI recorded op by op; A already validated (B, m, m) float;
  * o already validated by ddn_ied_solve's checks. */
 ddn_tensor *ddn_ied_unroll_(ddn_ctx *ctx, ddn_tensor *A, const ddn_ied_opts *o,

@@ -1,5 +1,5 @@
 /* ddn — batched IED solvers (PI, SI): argument checks, scratch, the batch loop, and the extreme
- * Ritz values the symmetric gap check needs (tridiag_top, a Laguerre iteration).
+ * Ritz values the symmetric gap check needs (ied_ritz.h: a Laguerre iteration, dsterf fallback).
  *
  * The per-item kernels (ied_solver_tmpl.h) are written once and compiled for float and double;
  * float32 input is iterated in float32 (the paper's float32 precision comparisons, Fig. 2, 5-7),
@@ -13,6 +13,8 @@
 #include <cblas.h>
 #include <lapacke.h>
 
+#include "ied_power.h"
+#include "ied_ritz.h"
 #include "ied_solver.h"
 #include "solver_util.h"
 
@@ -30,94 +32,15 @@ typedef struct ied_ws {
 /* The symmetric gap check's Lanczos steps at most (ied_gap_lanczos in ied_solver_tmpl.h): on the
  * paper's matrices it stops after 19-57 (m = 32-1024); the cap bounds the O(m k^2)
  * reorthogonalisation and the basis (m x 81 values per thread). */
-#define IED_GAP_KMAX 80
-
-/* The largest eigenvalue of the symmetric tridiagonal s T, T = the leading n x n block of H
- * (column-major, leading dimension ld; diagonal H_ii, off-diagonal H_{i+1,i}), s = +-1. Laguerre's
- * iteration on p(x) = det(s T - x I): from any upper bound of the largest root it decreases
- * monotonically to that root and converges cubically (p has real roots), and p'/p and its
- * derivative come from the LDL^T pivots q_i of s T - x I in O(n) per step. x is an upper bound
- * exactly when every pivot is negative (Sturm), so a guess (the previous step's value plus twice
- * its last change: Ritz values grow monotonically and settle) is tried first and verified by the
- * same sweep, else the Gershgorin bound is used. 2-3 sweeps from a good guess, ~6 from
- * Gershgorin, against dsterf's O(n^2) (measured 18 ns n^2: most of the gap check's time at
- * m = 32). A pivot >= 0 at a verified bound means x reached the root to working accuracy.
- * Returns false when it fails to settle (the caller then uses dsterf). */
-static bool tridiag_top(int64_t n, const double *H, int64_t ld, double s, double guess,
-                        double *top)
-{
-    double gersh = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        double r = (i ? fabs(H[i + (i - 1) * ld]) : 0) + (i + 1 < n ? fabs(H[i + 1 + i * ld]) : 0);
-        gersh = fmax(gersh, s * H[i + i * ld] + r);
-    }
-    bool upper = !(isfinite(guess) && guess < gersh);
-    double x = upper ? gersh : guess;
-    for (int it = 0; it < 50 && isfinite(x); it++) {
-        double G = 0, Hs = 0, r = 0, dq = 0, ddq = 0; /* r = 1 / q_{i-1}, dq, ddq: q_{i-1}', '' */
-        bool below = false;
-        for (int64_t i = 0; i < n; i++) {
-            double e = i ? H[i + (i - 1) * ld] : 0, e2 = e * e;
-            double q = (s * H[i + i * ld] - x) - e2 * r;
-            double dqi = -1 + e2 * dq * r * r;
-            double ddqi = e2 * r * r * (ddq - 2 * dq * dq * r);
-            if (!(q < 0)) {
-                below = true;
-                break;
-            }
-            r = 1 / q, dq = dqi, ddq = ddqi;
-            double g = dq * r;
-            G += g, Hs += g * g - ddq * r;
-        }
-        if (below) {
-            if (upper) { /* at the root (rounding): p(x) = 0 */
-                *top = x;
-                return true;
-            }
-            upper = true, x = gersh; /* the guess was not an upper bound */
-            continue;
-        }
-        upper = true;
-        const double nn = (double)n;
-        double dx = nn / (G + sqrt(fmax(0, (nn - 1) * (nn * Hs - G * G))));
-        if (!(dx >= 0)) return false;
-        x -= dx;
-        if (dx <= 4 * DBL_EPSILON * fabs(x) || dx == 0) {
-            *top = x;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The last extreme Ritz values of the symmetric case and their last changes (tridiag_top's
- * guesses): index 0 the largest, 1 minus the smallest. */
-typedef struct ritz_track {
-    double top[2], step[2];
-    bool have;
-} ritz_track;
 
 /* max |Ritz value| of the leading n x n block of the Lanczos matrix H (column-major, leading
- * dimension ld, symmetric tridiagonal): tridiag_top at both ends, dsterf (rw: 2 n doubles) if
+ * dimension ld, symmetric tridiagonal): ied_ritz_ends (ied_ritz.h), dsterf (rw: 2 n doubles) if
  * that fails, and if that fails too the Gershgorin bound (an overestimate: it can only flag a
  * tie that is not there, never miss one). */
-static double ied_ritz_max(int64_t n, const double *H, int64_t ld, double *rw, ritz_track *tr)
+static double ied_ritz_max(int64_t n, const double *H, int64_t ld, double *rw, ied_ritz_track *tr)
 {
-    double t[2];
-    bool ok = true;
-    for (int e = 0; e < 2 && ok; e++) {
-        double guess = tr->have ? tr->top[e] + 2 * tr->step[e] + 1e-9 * fabs(tr->top[e]) : NAN;
-        ok = tridiag_top(n, H, ld, e ? -1 : 1, guess, &t[e]);
-    }
-    if (ok) {
-        for (int e = 0; e < 2; e++) {
-            tr->step[e] = tr->have ? fabs(t[e] - tr->top[e]) : 0;
-            tr->top[e] = t[e];
-        }
-        tr->have = true;
-        return fmax(fabs(t[0]), fabs(t[1]));
-    }
-    tr->have = false;
+    double est;
+    if (ied_ritz_ends(n, H, ld, tr, &est)) return est;
     double *d = rw, *e = rw + n, best = 0;
     for (int64_t i = 0; i < n; i++) d[i] = H[i + i * ld];
     for (int64_t i = 0; i + 1 < n; i++) e[i] = H[i + 1 + i * ld];
@@ -125,10 +48,7 @@ static double ied_ritz_max(int64_t n, const double *H, int64_t ld, double *rw, r
         for (int64_t i = 0; i < n; i++) best = fmax(best, fabs(d[i]));
         return best;
     }
-    for (int64_t i = 0; i < n; i++)
-        best = fmax(best, fabs(H[i + i * ld]) + (i ? fabs(H[i + (i - 1) * ld]) : 0) +
-                              (i + 1 < n ? fabs(H[i + 1 + i * ld]) : 0));
-    return best;
+    return ied_ritz_gershgorin(n, H, ld);
 }
 
 #define T float
@@ -198,7 +118,9 @@ ddn_status ddn_ied_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, co
                                      "workspace query (%lldx%lld) returned %d", (long long)m,
                                      (long long)k, (int)qi);
     }
-    const int64_t kg = !o.check_gap || m < 2 ? 1 : m - 1 < IED_GAP_KMAX ? m - 1 : IED_GAP_KMAX;
+    const int64_t kg = !o.check_gap || m < 2          ? 1
+                       : m - 1 < DDN_IED_GAP_KMAX ? m - 1
+                                                  : DDN_IED_GAP_KMAX;
     const int64_t lrw = 2 * kg; /* ied_ritz_max's dsterf */
     size_t per = 2 * ddn_solver_align((size_t)(m * k) * ts) + ddn_solver_align((size_t)k * ts) +
                  ddn_solver_align((size_t)lwork * ts) +

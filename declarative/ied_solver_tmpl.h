@@ -188,7 +188,7 @@ static double TS(ied_gap_power)(int64_t m, const T *A, T sigma, const T *y, cons
  * the competing eigenvalue ties with lambda): max |Ritz value| of k steps of Lanczos on the same
  * deflated operator P (A + sigma I) P from the same start. The operator is symmetric, so the
  * Ritz values of the tridiagonal are lower bounds converging to the extreme eigenvalues at both
- * ends of the bulk at once (ied_ritz_max: tridiag_top). Full reorthogonalisation (classical
+ * ends of the bulk at once (ied_ritz_max: ied_tridiag_top). Full reorthogonalisation (classical
  * Gram-Schmidt, repeated when the norm drops by more than 1/sqrt(2): the DGKS rule) keeps the
  * basis orthonormal, so no spurious copies appear.
  *
@@ -203,7 +203,7 @@ static double TS(ied_gap_power)(int64_t m, const T *A, T sigma, const T *y, cons
  * inequality) is cheap but far too loose to serve as the estimate (0.5 for a true 0.07), which
  * gap_ratio promises. Stops when the estimate changes by < 1e-5 relative at two consecutive
  * checks (enough to judge tie_tol >= 1e-4), on an invariant subspace (the Ritz values are then
- * exact), or after IED_GAP_KMAX steps. */
+ * exact), or after DDN_IED_GAP_KMAX steps. */
 static double TS(ied_gap_lanczos)(int64_t m, const T *A, T sigma, const T *y, double top,
                                   const ied_ws *ws, int64_t *steps)
 {
@@ -225,7 +225,7 @@ static double TS(ied_gap_lanczos)(int64_t m, const T *A, T sigma, const T *y, do
     memset(H, 0, (size_t)(ld * kmax) * sizeof *H);
     double est = 0, prev = NAN, since = 0;
     int calm = 0;
-    ritz_track tr = {.have = false};
+    ied_ritz_track tr = {.have = false};
     for (int64_t j = 0; j < kmax; j++) {
         T *w = Q + (j + 1) * m;
         const int n = (int)(j + 1);
@@ -244,7 +244,7 @@ static double TS(ied_gap_lanczos)(int64_t m, const T *A, T sigma, const T *y, do
         const bool last = j + 1 == kmax || !(beta > 4 * eps * top);
         /* Ritz values only once the steps since the last evaluation cost at least twice as much
          * as evaluating them (estimated ns, from measured times: a step is the matvec and the
-         * reorthogonalisation at ~16 flop/ns plus ~0.3 us of calls; tridiag_top ~70 n ns for
+         * reorthogonalisation at ~16 flop/ns plus ~0.3 us of calls; ied_tridiag_top ~70 n ns for
          * both ends): the checks then add at most half to the gap check's cost; at m = 256 they
          * still run every step, at m = 32 every few. */
         since += (2.0 * (double)m * (double)m + 4.0 * (double)m * n) / 16 + 300;

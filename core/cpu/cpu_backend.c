@@ -65,6 +65,9 @@ static const ddn_kernels cpu_kernels = {
     .cholesky_solve = ddn_cpu_cholesky_solve,
     .eigh = ddn_cpu_eigh,
     .qr = ddn_cpu_qr,
+
+    /* declarative solvers */
+    .ied_power = ddn_cpu_ied_power,
 };
 
 const ddn_backend ddn_cpu_backend = {

@@ -94,4 +94,10 @@ ddn_status ddn_cpu_cholesky_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_
 ddn_status ddn_cpu_eigh(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
 ddn_status ddn_cpu_qr(ddn_tensor *q, const ddn_tensor *a);
 
+/* declarative solvers: the block code on one thread (declarative/ied_power.c) */
+ddn_status ddn_cpu_ied_power(ddn_tensor *y, const ddn_tensor *a, const ddn_tensor *rnd,
+                             const ddn_tensor *ref, const ddn_tensor *gstart,
+                             const ddn_ied_power_params *p, ddn_ied_info *info,
+                             ddn_ied_power_err *err);
+
 #endif
