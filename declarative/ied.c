@@ -29,6 +29,18 @@ ddn_status ddn_ied_accumulate_(ddn_ctx *ctx, ddn_tensor *t, const double *g)
     return ddn_grad_accumulate(ctx, t, gt, 1.0);
 }
 
+ddn_status ddn_ied_input_error_(ddn_ctx *ctx, const char *mode, int64_t b, int64_t B, int64_t m,
+                                bool nonfinite)
+{
+    if (nonfinite)
+        return ddn_ctx_set_error(ctx, DDN_ERR_NUMERIC, "ied (%s): item %lld of %lld (A %lldx%lld): "
+                                 "A contains NaN or Inf", mode, (long long)b, (long long)B,
+                                 (long long)m, (long long)m);
+    return ddn_ctx_set_error(ctx, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld (A %lldx%lld): A "
+                             "is zero: it has no principal eigenvector", mode, (long long)b,
+                             (long long)B, (long long)m, (long long)m);
+}
+
 ddn_status ddn_ied_check_finite_nonzero_(ddn_ctx *ctx, const char *mode, int64_t B, int64_t m,
                                          const double *A)
 {
@@ -36,17 +48,10 @@ ddn_status ddn_ied_check_finite_nonzero_(ddn_ctx *ctx, const char *mode, int64_t
         bool nonzero = false;
         for (int64_t i = 0; i < m * m; i++) {
             double a = A[b * m * m + i];
-            if (!isfinite(a))
-                return ddn_ctx_set_error(ctx, DDN_ERR_NUMERIC, "ied (%s): item %lld of %lld "
-                                         "(A %lldx%lld): A contains NaN or Inf", mode,
-                                         (long long)b, (long long)B, (long long)m, (long long)m);
+            if (!isfinite(a)) return ddn_ied_input_error_(ctx, mode, b, B, m, true);
             nonzero |= a != 0;
         }
-        if (!nonzero)
-            return ddn_ctx_set_error(ctx, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld (A "
-                                     "%lldx%lld): A is zero: it has no principal eigenvector",
-                                     mode, (long long)b, (long long)B, (long long)m,
-                                     (long long)m);
+        if (!nonzero) return ddn_ied_input_error_(ctx, mode, b, B, m, false);
     }
     return DDN_OK;
 }
@@ -66,8 +71,8 @@ static int64_t first_nonsymmetric(ddn_dtype dt, int64_t B, int64_t m, const void
     return -1;
 }
 
-static ddn_status refuse_nonsymmetric(ddn_ctx *ctx, ddn_ied_backward mode, int64_t item,
-                                      const ddn_tensor *A)
+ddn_status ddn_ied_refuse_nonsymmetric_(ddn_ctx *ctx, ddn_ied_backward mode, int64_t item,
+                                       const ddn_tensor *A)
 {
     char s[64];
     ddn_shape_str(A, s, sizeof s);
@@ -114,7 +119,7 @@ static ddn_status solve_on_host(ddn_ctx *ctx, const ied_node_opts *no, const ddn
     ddn_status st = DDN_OK;
     if (needs_symmetric(no->mode)) {
         int64_t bad = first_nonsymmetric(A->dtype, B, m, Ah);
-        if (bad >= 0) st = refuse_nonsymmetric(ctx, no->mode, bad, A);
+        if (bad >= 0) st = ddn_ied_refuse_nonsymmetric_(ctx, no->mode, bad, A);
     }
     if (st == DDN_OK) {
         ddn_ied_out out = {.y = yh, .info = inf};
@@ -135,7 +140,7 @@ static ddn_status solve_on_device(ddn_ctx *ctx, const ied_node_opts *no, const d
     ddn_status st = ddn_ied_power_solve(ctx, A, &no->o, y, inf);
     if (needs_symmetric(no->mode))
         for (int64_t b = 0; b < A->shape[0]; b++)
-            if (!inf[b].symmetric) return refuse_nonsymmetric(ctx, no->mode, b, A);
+            if (!inf[b].symmetric) return ddn_ied_refuse_nonsymmetric_(ctx, no->mode, b, A);
     return st;
 }
 
@@ -174,23 +179,12 @@ static ddn_status ied_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *i
 static const ddn_decl_vtbl ied_vtbl = {.name = "ied", .solve = ied_solve, .vjp = ddn_ied_vjp_};
 
 /* ---- EIGH baseline forward: LAPACK syevd in the input's precision --------------------------- */
-/* The eigenvalue PI targets, so that EIGH and the solver's y compare: the largest algebraic one
- * with the shift, else the largest in magnitude (ties: the larger algebraic one, as for a
- * non-negative A's Perron root). w ascending. */
-static int64_t eigh_pick(int64_t m, const double *w, bool shift)
-{
-    if (shift) return m - 1;
-    int64_t p = m - 1;
-    for (int64_t i = m - 2; i >= 0; i--)
-        if (fabs(w[i]) > fabs(w[p])) p = i;
-    return p;
-}
-
 static ddn_status eigh_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in, ddn_tensor *y,
                              ddn_decl_info *info, void **saved)
 {
     const ddn_ied_opts *o = &((const ied_node_opts *)opts)->o;
     const ddn_tensor *A = in[0];
+    if (ddn_device_path(ctx, A->device)) return ddn_ied_eigh_solve_device_(ctx, o, A, y, info, saved);
     const int64_t B = A->shape[0], m = A->shape[1];
     const bool f32 = A->dtype == DDN_DTYPE_F32;
     ied_saved *sv = ddn_ctx_scratch(ctx, sizeof *sv);
@@ -207,7 +201,7 @@ static ddn_status eigh_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *
     double *yd = Ad + B * m * m, *ay = yd + B * m;
     ddn_status st = ddn_tensor_to_host(A, DDN_DTYPE_F64, Ad); /* exact for float32 too */
     int64_t bad = st == DDN_OK ? first_nonsymmetric(DDN_DTYPE_F64, B, m, Ad) : -1;
-    if (bad >= 0) st = refuse_nonsymmetric(ctx, DDN_IED_BACKWARD_EIGH, bad, A);
+    if (bad >= 0) st = ddn_ied_refuse_nonsymmetric_(ctx, DDN_IED_BACKWARD_EIGH, bad, A);
     if (st == DDN_OK) st = ddn_ied_check_finite_nonzero_(ctx, "EIGH", B, m, Ad);
     int64_t *it = ddn_tensor_ptr(info->iterations), *cv = ddn_tensor_ptr(info->converged);
     double *fpd = ddn_tensor_ptr(info->fpd);
@@ -232,7 +226,7 @@ static ddn_status eigh_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *
                                    li > 0 ? " (did not converge)" : "");
             break;
         }
-        int64_t p = eigh_pick(m, wb, o->shift);
+        int64_t p = ddn_ied_eigh_pick_(m, wb, o->shift);
         /* The solver's hard-coded reference sign (Eq. 17), always applied here: syevd's sign is
          * arbitrary. Reference r = o->ref (of the dtype) or all ones; a zero dot keeps +. */
         double d = 0;

@@ -493,12 +493,12 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
 ddn_status ddn_ied_eigh_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
                              const ddn_tensor *y, const ddn_tensor *dy, void *saved)
 {
-    (void)y;
     const ddn_ied_opts *o = &((const ied_node_opts *)opts)->o;
     const ied_saved *sv = saved;
     ddn_tensor *A = in[0];
     const int64_t B = A->shape[0], m = A->shape[1];
     const double tie = o->check_gap ? o->tie_tol : 0;
+    if (sv->Vt) return ddn_ied_eigh_vjp_device_(ctx, o, A, y, dy, sv);
     if (!ddn_grad_buffer(ctx, A)) return ddn_ctx_status(ctx);
     ddn_mark mark = ddn_ctx_mark(ctx);
     double *buf = ddn_ctx_scratch(ctx, (size_t)(B * m * m + B * m + 3 * m) * sizeof *buf);

@@ -6,6 +6,7 @@
 #define DDN_IED_IMPL_H
 
 #include "ied.h"
+#include "ied_power.h"
 
 /* The options a declarative IED node carries (copied by ddn_declarative). o.ref is only read by
  * the forward: the backward never dereferences it. */
@@ -23,6 +24,7 @@ typedef struct ied_saved {
                           * (B, m) eigenvalues ascending */
     int64_t *idx;        /* EIGH: (B) the column returned as y */
     double *sign;        /* EIGH: (B) y = sign * V[:, idx] */
+    ddn_tensor *Vt;      /* EIGH on a device: (B, m, m) eigenvectors of A's dtype there; V NULL */
 } ied_saved;
 
 static inline const char *ddn_ied_mode_name_(ddn_ied_backward m)
@@ -59,6 +61,40 @@ ddn_status ddn_ied_ift_solve_(ddn_ctx *ctx, ddn_ied_ift_path path, int64_t m, co
  * (strict) non-convergence are reported as ddn_ied_solve words them. */
 ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
                                ddn_tensor *y, ddn_ied_info *info);
+
+/* The eigenvalue PI targets, so that EIGH and the solver's y compare: the largest algebraic one
+ * with the shift, else the largest in magnitude (ties: the larger algebraic one, as for a
+ * non-negative A's Perron root). w ascending. */
+static inline int64_t ddn_ied_eigh_pick_(int64_t m, const double *w, bool shift)
+{
+    if (shift) return m - 1;
+    int64_t p = m - 1;
+    for (int64_t i = m - 2; i >= 0; i--)
+        if (fabs(w[i]) > fabs(w[p])) p = i;
+    return p;
+}
+
+/* The EIGH forward and backward in a device context (ied_eigh_device.c): the backend's eigh
+ * kernel (cuSOLVER syevd), the column pick, sign and diagnostics from O(B m) host copies, the
+ * backward by batched products on the device. sv->Vt keeps the eigenvectors on the device. */
+ddn_status ddn_ied_eigh_solve_device_(ddn_ctx *ctx, const ddn_ied_opts *o, const ddn_tensor *A,
+                                      ddn_tensor *y, ddn_decl_info *info, void **saved);
+ddn_status ddn_ied_eigh_vjp_device_(ddn_ctx *ctx, const ddn_ied_opts *o, ddn_tensor *A,
+                                    const ddn_tensor *y, const ddn_tensor *dy,
+                                    const ied_saved *sv);
+
+/* The layer's errors, worded once: an item's NaN / Inf (nonfinite) or zero A, and a mode that
+ * needs symmetric A given a non-symmetric item (ied.c). */
+ddn_status ddn_ied_input_error_(ddn_ctx *ctx, const char *mode, int64_t b, int64_t B, int64_t m,
+                                bool nonfinite);
+ddn_status ddn_ied_refuse_nonsymmetric_(ddn_ctx *ctx, ddn_ied_backward mode, int64_t item,
+                                       const ddn_tensor *A);
+
+/* The block kernel's input checks alone (no iterations): per item info->symmetric (pairs with
+ * a NaN not counted) and err->code DDN_IED_POWER_NONFINITE / _ZERO / _OK. For layers that need
+ * them on a device without copying A to the host (EIGH). */
+ddn_status ddn_ied_power_check(ddn_ctx *ctx, const ddn_tensor *A, ddn_ied_info *info,
+                               ddn_ied_power_err *err);
 
 /* UNROLL (ied_unroll.c): PI or SI recorded op by op; A already validated (B, m, m) float;
  * o already validated by ddn_ied_solve's checks. */

@@ -87,27 +87,19 @@ static void err_text(const ddn_ied_power_err *e, char *buf, size_t n)
     }
 }
 
-ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
-                               ddn_tensor *y, ddn_ied_info *info)
+/* One launch of the backend's ied_power kernel on A with parameters p: makes the host inputs
+ * (each item's seeded N(0,1) vector, which ied_item draws its random start, or its restart, from
+ * first; the gap check's fixed start) and err (B, host scratch). */
+static ddn_status launch(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                         ddn_ied_power_params *p, ddn_tensor *y, ddn_ied_info *info,
+                         ddn_ied_power_err *err)
 {
     const ddn_dtype dt = A->dtype;
-    const int64_t B = A->shape[0], m = A->shape[1];
+    const int64_t B = p->B, m = p->m;
     const size_t ts = ddn_dtype_size(dt);
-    if (B == 0) return DDN_OK;
-    ddn_ied_power_params p = {
-        .B = B, .m = m, .max_iter = o->max_iter,
-        .kgap = !o->check_gap || m < 2 ? 0 : m - 1 < DDN_IED_GAP_KMAX ? m - 1 : DDN_IED_GAP_KMAX,
-        .tol = o->tol > 0 ? o->tol : dt == DDN_DTYPE_F32 ? DDN_IED_TOL_F32 : DDN_IED_TOL_F64,
-        .tie_tol = o->tie_tol, .sign = o->sign, .shift = o->shift, .random_init = o->random_init,
-        .has_ref = o->ref != NULL};
-    p.scratch = ddn_ied_power_scratch(m, p.kgap, ts);
-
-    ddn_mark mark = ddn_ctx_mark(ctx);
-    /* Host inputs: every item's seeded N(0,1) vector (ied_item seeds its rng the same way and
-     * draws the random start, or the restart, from it first), the gap check's fixed start. */
+    p->scratch = ddn_ied_power_scratch(m, p->kgap, ts);
     void *h = ddn_ctx_scratch(ctx, (size_t)(B * m + m) * ts);
-    ddn_ied_power_err *err = ddn_ctx_scratch(ctx, (size_t)B * sizeof *err);
-    if (!h || !err) return ddn_ctx_status(ctx);
+    if (!h) return ddn_ctx_status(ctx);
     for (int64_t i = 0; i < B; i++) {
         ddn_rng g;
         ddn_rng_seed(&g, o->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1)));
@@ -121,8 +113,25 @@ ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_
     ddn_tensor *gstart = ddn_tensor_from_host(ctx, dt, 1, &m, (char *)h + (size_t)(B * m) * ts);
     ddn_tensor *ref = o->ref ? ddn_tensor_from_host(ctx, dt, 1, &m, o->ref) : NULL;
     ddn_tensor *a = ddn_contiguous(ctx, (ddn_tensor *)A);
-    ddn_status st = !rnd || !gstart || (o->ref && !ref) || !a ? ddn_ctx_status(ctx) : DDN_OK;
-    if (st == DDN_OK) st = ctx->kernels.ied_power(y, a, rnd, ref, gstart, &p, info, err);
+    if (!rnd || !gstart || (o->ref && !ref) || !a) return ddn_ctx_status(ctx);
+    return ctx->kernels.ied_power(y, a, rnd, ref, gstart, p, info, err);
+}
+
+ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                               ddn_tensor *y, ddn_ied_info *info)
+{
+    const ddn_dtype dt = A->dtype;
+    const int64_t B = A->shape[0], m = A->shape[1];
+    if (B == 0) return DDN_OK;
+    ddn_ied_power_params p = {
+        .B = B, .m = m, .max_iter = o->max_iter,
+        .kgap = !o->check_gap || m < 2 ? 0 : m - 1 < DDN_IED_GAP_KMAX ? m - 1 : DDN_IED_GAP_KMAX,
+        .tol = o->tol > 0 ? o->tol : dt == DDN_DTYPE_F32 ? DDN_IED_TOL_F32 : DDN_IED_TOL_F64,
+        .tie_tol = o->tie_tol, .sign = o->sign, .shift = o->shift, .random_init = o->random_init,
+        .has_ref = o->ref != NULL};
+    ddn_mark mark = ddn_ctx_mark(ctx);
+    ddn_ied_power_err *err = ddn_ctx_scratch(ctx, (size_t)B * sizeof *err);
+    ddn_status st = err ? launch(ctx, A, o, &p, y, info, err) : ddn_ctx_status(ctx);
     int64_t fail = -1, nc = -1;
     for (int64_t i = 0; i < B && st == DDN_OK && fail < 0; i++) {
         if (err[i].code != DDN_IED_POWER_OK) fail = i;
@@ -145,6 +154,20 @@ ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_
                                (long long)nc, (long long)B, (long long)m, (long long)m,
                                ddn_dtype_name(dt), (long long)o->max_iter, info[nc].step, p.tol);
     }
+    ddn_ctx_rewind(ctx, mark);
+    return st;
+}
+
+ddn_status ddn_ied_power_check(ddn_ctx *ctx, const ddn_tensor *A, ddn_ied_info *info,
+                               ddn_ied_power_err *err)
+{
+    const int64_t B = A->shape[0], m = A->shape[1];
+    if (B == 0) return DDN_OK;
+    ddn_ied_power_params p = {.B = B, .m = m, .max_iter = 0, .kgap = 0};
+    const ddn_ied_opts o = DDN_IED_OPTS_DEFAULT;
+    ddn_mark mark = ddn_ctx_mark(ctx);
+    ddn_tensor *y = ddn_tensor_new(ctx, A->dtype, 2, (const int64_t[]){B, m});
+    ddn_status st = y ? launch(ctx, A, &o, &p, y, info, err) : ddn_ctx_status(ctx);
     ddn_ctx_rewind(ctx, mark);
     return st;
 }
