@@ -23,7 +23,7 @@ static ddn_status check_input(ddn_ctx *ctx, const ddn_tensor *A)
     ddn_mark mark = ddn_ctx_mark(ctx);
     ddn_ied_info *ci = ddn_ctx_scratch(ctx, (size_t)B * sizeof *ci);
     ddn_ied_power_err *ce = ddn_ctx_scratch(ctx, (size_t)B * sizeof *ce);
-    ddn_status st = ci && ce ? ddn_ied_power_check(ctx, A, ci, ce) : ddn_ctx_status(ctx);
+    ddn_status st = ci && ce ? ddn_ied_power_check(ctx, A, false, ci, ce) : ddn_ctx_status(ctx);
     for (int64_t b = 0; b < B && st == DDN_OK; b++) /* symmetry first, as on the host */
         if (!ci[b].symmetric) st = ddn_ied_refuse_nonsymmetric_(ctx, DDN_IED_BACKWARD_EIGH, b, A);
     for (int64_t b = 0; b < B && st == DDN_OK; b++)

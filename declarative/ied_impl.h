@@ -91,10 +91,22 @@ ddn_status ddn_ied_refuse_nonsymmetric_(ddn_ctx *ctx, ddn_ied_backward mode, int
                                        const ddn_tensor *A);
 
 /* The block kernel's input checks alone (no iterations): per item info->symmetric (pairs with
- * a NaN not counted) and err->code DDN_IED_POWER_NONFINITE / _ZERO / _OK. For layers that need
- * them on a device without copying A to the host (EIGH). */
-ddn_status ddn_ied_power_check(ddn_ctx *ctx, const ddn_tensor *A, ddn_ied_info *info,
+ * a NaN not counted), info->shift (Gershgorin, when shift) and err->code
+ * DDN_IED_POWER_NONFINITE / _ZERO / _OK. For layers that need them on a device without copying
+ * A to the host (EIGH, SI). */
+ddn_status ddn_ied_power_check(ddn_ctx *ctx, const ddn_tensor *A, bool shift, ddn_ied_info *info,
                                ddn_ied_power_err *err);
+/* The kernel's diagnostics and gap check (o->check_gap, shift, tie_tol) for a given unit y
+ * (B, m) (SI's answer): info's lambda, fpd, eigen_dist, lambda2, gap_ratio, tied, gap_steps,
+ * symmetric and shift; y is renormalised in place (changes by rounding only). */
+ddn_status ddn_ied_power_diagnose(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                                  ddn_tensor *y, ddn_ied_info *info, ddn_ied_power_err *err);
+
+/* SI (k >= 2) where A lives, from batched products and the backend's qr kernel (cuSOLVER geqrf
+ * + orgqr on CUDA), items iterated together and frozen as they converge (ied_si_device.c): the
+ * rules of ddn_ied_solve's SI, whose messages it gives. o validated, method SI. */
+ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                            ddn_tensor *y, ddn_ied_info *info);
 
 /* UNROLL (ied_unroll.c): PI or SI recorded op by op; A already validated (B, m, m) float;
  * o already validated by ddn_ied_solve's checks. */

@@ -89,10 +89,10 @@ static void err_text(const ddn_ied_power_err *e, char *buf, size_t n)
 
 /* One launch of the backend's ied_power kernel on A with parameters p: makes the host inputs
  * (each item's seeded N(0,1) vector, which ied_item draws its random start, or its restart, from
- * first; the gap check's fixed start) and err (B, host scratch). */
+ * first, unless starts (B, m) are given; the gap check's fixed start). */
 static ddn_status launch(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
-                         ddn_ied_power_params *p, ddn_tensor *y, ddn_ied_info *info,
-                         ddn_ied_power_err *err)
+                         ddn_ied_power_params *p, ddn_tensor *starts, ddn_tensor *y,
+                         ddn_ied_info *info, ddn_ied_power_err *err)
 {
     const ddn_dtype dt = A->dtype;
     const int64_t B = p->B, m = p->m;
@@ -109,7 +109,7 @@ static ddn_status launch(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *
     ddn_rng_seed(&g, 0x5DEECE66DULL);
     fill_normal(&g, dt, m, (char *)h + (size_t)(B * m) * ts);
 
-    ddn_tensor *rnd = ddn_tensor_from_host(ctx, dt, 2, (const int64_t[]){B, m}, h);
+    ddn_tensor *rnd = starts ? starts : ddn_tensor_from_host(ctx, dt, 2, (const int64_t[]){B, m}, h);
     ddn_tensor *gstart = ddn_tensor_from_host(ctx, dt, 1, &m, (char *)h + (size_t)(B * m) * ts);
     ddn_tensor *ref = o->ref ? ddn_tensor_from_host(ctx, dt, 1, &m, o->ref) : NULL;
     ddn_tensor *a = ddn_contiguous(ctx, (ddn_tensor *)A);
@@ -131,7 +131,7 @@ ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_
         .has_ref = o->ref != NULL};
     ddn_mark mark = ddn_ctx_mark(ctx);
     ddn_ied_power_err *err = ddn_ctx_scratch(ctx, (size_t)B * sizeof *err);
-    ddn_status st = err ? launch(ctx, A, o, &p, y, info, err) : ddn_ctx_status(ctx);
+    ddn_status st = err ? launch(ctx, A, o, &p, NULL, y, info, err) : ddn_ctx_status(ctx);
     int64_t fail = -1, nc = -1;
     for (int64_t i = 0; i < B && st == DDN_OK && fail < 0; i++) {
         if (err[i].code != DDN_IED_POWER_OK) fail = i;
@@ -158,16 +158,35 @@ ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_
     return st;
 }
 
-ddn_status ddn_ied_power_check(ddn_ctx *ctx, const ddn_tensor *A, ddn_ied_info *info,
+ddn_status ddn_ied_power_check(ddn_ctx *ctx, const ddn_tensor *A, bool shift, ddn_ied_info *info,
                                ddn_ied_power_err *err)
 {
     const int64_t B = A->shape[0], m = A->shape[1];
     if (B == 0) return DDN_OK;
-    ddn_ied_power_params p = {.B = B, .m = m, .max_iter = 0, .kgap = 0};
+    ddn_ied_power_params p = {.B = B, .m = m, .max_iter = 0, .kgap = 0, .shift = shift};
     const ddn_ied_opts o = DDN_IED_OPTS_DEFAULT;
     ddn_mark mark = ddn_ctx_mark(ctx);
     ddn_tensor *y = ddn_tensor_new(ctx, A->dtype, 2, (const int64_t[]){B, m});
-    ddn_status st = y ? launch(ctx, A, &o, &p, y, info, err) : ddn_ctx_status(ctx);
+    ddn_status st = y ? launch(ctx, A, &o, &p, NULL, y, info, err) : ddn_ctx_status(ctx);
+    ddn_ctx_rewind(ctx, mark);
+    return st;
+}
+
+ddn_status ddn_ied_power_diagnose(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                                  ddn_tensor *y, ddn_ied_info *info, ddn_ied_power_err *err)
+{
+    const int64_t B = A->shape[0], m = A->shape[1];
+    if (B == 0) return DDN_OK;
+    /* y as every item's start, no iteration and no sign change: what is left of the kernel is
+     * y's normalisation (a no-op up to rounding), the diagnostics and the gap check */
+    ddn_ied_power_params p = {
+        .B = B, .m = m, .max_iter = 0,
+        .kgap = !o->check_gap || m < 2 ? 0 : m - 1 < DDN_IED_GAP_KMAX ? m - 1 : DDN_IED_GAP_KMAX,
+        .tie_tol = o->tie_tol, .shift = o->shift, .random_init = 1};
+    ddn_mark mark = ddn_ctx_mark(ctx);
+    ddn_tensor *start = ddn_tensor_new(ctx, y->dtype, 2, y->shape);
+    ddn_status st = start ? ddn_tensor_copy_(start, y) : ddn_ctx_status(ctx);
+    if (st == DDN_OK) st = launch(ctx, A, o, &p, start, y, info, err);
     ddn_ctx_rewind(ctx, mark);
     return st;
 }
