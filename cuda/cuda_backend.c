@@ -278,6 +278,8 @@ static const ddn_kernels cuda_kernels = {
     .cholesky_solve = ddn_cuda_cholesky_solve,
     .eigh = ddn_cuda_eigh,
     .qr = ddn_cuda_qr,
+    .less_iterate = ddn_cuda_less_iterate,
+    .less_vjp_e = ddn_cuda_less_vjp_e,
 };
 
 static const ddn_backend cuda_backend = {

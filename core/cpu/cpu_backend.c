@@ -65,6 +65,10 @@ static const ddn_kernels cpu_kernels = {
     .cholesky_solve = ddn_cpu_cholesky_solve,
     .eigh = ddn_cpu_eigh,
     .qr = ddn_cpu_qr,
+
+    /* LESS per item, the block code's CPU instances (declarative/less_blk.c) */
+    .less_iterate = ddn_cpu_less_iterate,
+    .less_vjp_e = ddn_cpu_less_vjp_e,
 };
 
 const ddn_backend ddn_cpu_backend = {

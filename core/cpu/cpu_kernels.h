@@ -94,4 +94,12 @@ ddn_status ddn_cpu_cholesky_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_
 ddn_status ddn_cpu_eigh(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
 ddn_status ddn_cpu_qr(ddn_tensor *q, const ddn_tensor *a);
 
+/* LESS per item (declarative/less_blk.c) */
+ddn_status ddn_cpu_less_iterate(ddn_tensor *y, const ddn_tensor *A, const ddn_tensor *b,
+                                const ddn_tensor *uc, const struct ddn_less_opts *o,
+                                struct ddn_less_item *item);
+ddn_status ddn_cpu_less_vjp_e(ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A,
+                              const ddn_tensor *b, const ddn_tensor *y, const ddn_tensor *v,
+                              const ddn_tensor *nu, struct ddn_less_item *item);
+
 #endif
