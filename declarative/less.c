@@ -28,6 +28,7 @@
 typedef struct less_node_opts {
     ddn_less_opts opts;
     ddn_less_backward backward;
+    bool block; /* the kernel-table path: less_iterate / less_vjp_e (see ddn_less_ex) */
 } less_node_opts;
 
 typedef struct less_saved {
@@ -148,7 +149,7 @@ static ddn_status less_solve_node(ddn_ctx *ctx, const void *opts, ddn_tensor *co
     if (!sv || !nu || !li || !its || !fpd || !yh) return ddn_ctx_status(ctx);
     const void *Ah = ddn_less_host(ctx, A, dt), *bh = ddn_less_host(ctx, b, dt);
     if (!Ah || !bh) return ddn_ctx_status(ctx);
-    const bool dev = A->device != DDN_DEVICE_CPU && o->opts.method != DDN_LESS_EXACT;
+    const bool dev = o->block && o->opts.method != DDN_LESS_EXACT;
     ddn_status st = dev ? less_solve_device(ctx, &o->opts, A, b, Ah, bh, y, li)
                         : ddn_less_solve(ctx, dt, B, m, n, Ah, bh, yh, &o->opts, li);
     if (st != DDN_OK) return st;
@@ -392,7 +393,7 @@ static ddn_status less_vjp(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in
     const bool needA = A->requires_grad, needb = b->requires_grad;
     const int64_t B = A->shape[0], m = A->shape[1], n = A->shape[2];
     if ((!needA && !needb) || B == 0) return DDN_OK;
-    if (A->device != DDN_DEVICE_CPU && o->backward == DDN_LESS_BACKWARD_E)
+    if (o->block && o->backward == DDN_LESS_BACKWARD_E)
         return less_vjp_device(ctx, A, b, y, dy, sv->nu);
     const double *Ah = ddn_less_host(ctx, A, DDN_DTYPE_F64);
     const double *bh = ddn_less_host(ctx, b, DDN_DTYPE_F64);
@@ -415,6 +416,12 @@ static const ddn_decl_vtbl less_vtbl = {.name = "less", .solve = less_solve_node
 /* ---- the entry point ------------------------------------------------------------------------ */
 ddn_tensor *ddn_less(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
                      ddn_less_backward backward, ddn_decl_info *info)
+{
+    return ddn_less_ex(ctx, A, b, opts, backward, info, A && A->device != DDN_DEVICE_CPU);
+}
+
+ddn_tensor *ddn_less_ex(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
+                        ddn_less_backward backward, ddn_decl_info *info, bool block)
 {
     if (!ctx || !A || !b) return NULL;
     if (!ddn_check_float(ctx, "less", A) || !ddn_check_float(ctx, "less", b)) return NULL;
@@ -452,7 +459,7 @@ ddn_tensor *ddn_less(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_
         }
         return ddn_less_unroll(ctx, A, b, &o, info);
     }
-    const less_node_opts no = {o, backward};
+    const less_node_opts no = {o, backward, block};
     ddn_tensor *in[2] = {A, b};
     const int64_t yshape[2] = {A->shape[0], A->shape[2]};
     return ddn_declarative(ctx, &less_vtbl, &no, sizeof no, 2, in, 2, yshape, info);

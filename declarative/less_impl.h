@@ -28,6 +28,13 @@ ddn_status ddn_less_accumulate(ddn_ctx *ctx, ddn_tensor *t, const double *g);
 ddn_tensor *ddn_less_unroll(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *o,
                             ddn_decl_info *info);
 
+/* ddn_less with the path chosen: block true runs the iterative forward and backward E through
+ * the kernel table's less_iterate / less_vjp_e (what ddn_less does for tensors off the CPU),
+ * false the host LAPACK/BLAS path. Tests call it with block true on CPU tensors, so the device
+ * path's host half runs, against the CPU instances of the block code, without a GPU. */
+ddn_tensor *ddn_less_ex(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
+                        ddn_less_backward backward, ddn_decl_info *info, bool block);
+
 /* ---- the device path (less_solver.c, less_blk.c) ------------------------------------------- */
 /* The option checks of ddn_less_solve, messages prefixed with op. */
 ddn_status ddn_less_check_opts(ddn_ctx *ctx, const char *op, const ddn_less_opts *o);
