@@ -88,6 +88,10 @@ STUB(qr, q, ddn_tensor *q, const ddn_tensor *a)
 STUB(ied_power, y, ddn_tensor *y, const ddn_tensor *a, const ddn_tensor *rnd,
      const ddn_tensor *ref, const ddn_tensor *gstart, const ddn_ied_power_params *p,
      ddn_ied_info *info, ddn_ied_power_err *err)
+STUB(less_iterate, y, ddn_tensor *y, const ddn_tensor *A, const ddn_tensor *b,
+     const ddn_tensor *uc, const struct ddn_less_opts *o, struct ddn_less_item *item)
+STUB(less_vjp_e, A, ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A, const ddn_tensor *b,
+     const ddn_tensor *y, const ddn_tensor *v, const ddn_tensor *nu, struct ddn_less_item *item)
 
 /* A missing non-finite scan must not read as "all finite" silently: it records the error (which
  * the caller's next status check reports) and answers false. */
@@ -111,9 +115,10 @@ void ddn_kernels_complete(ddn_kernels *out, const ddn_kernels *k)
     FILL(adaptive_avg_pool2d) FILL(adaptive_avg_pool2d_backward_acc) FILL(dropout_mask)
     FILL(sgd_update) FILL(adam_update) FILL(sum_squares) FILL(lu_solve) FILL(cholesky_solve)
     FILL(eigh) FILL(qr) FILL(ied_power)
+    FILL(less_iterate) FILL(less_vjp_e)
 #undef FILL
 }
 
 /* A new kernel entry needs a stub and a FILL line above; this fails to compile until it has. */
-_Static_assert(sizeof(ddn_kernels) == 37 * sizeof(ddn_status (*)(ddn_tensor *)),
+_Static_assert(sizeof(ddn_kernels) == 39 * sizeof(ddn_status (*)(ddn_tensor *)),
                "ddn_kernels changed: update the stubs in core/backend.c");

@@ -52,6 +52,9 @@ typedef enum ddn_reduce_op {
     DDN_REDUCE_COUNT
 } ddn_reduce_op;
 
+struct ddn_less_opts; /* declarative/less_solver.h */
+struct ddn_less_item; /* declarative/less_kern.h */
+
 typedef struct ddn_kernels {
     /* ---- memory-shaped (core/cpu/copy.c) ---- */
     /* out <- x elementwise, same shape; dtypes may differ (converted). */
@@ -226,6 +229,24 @@ typedef struct ddn_kernels {
                             const ddn_tensor *ref, const ddn_tensor *gstart,
                             const ddn_ied_power_params *p, ddn_ied_info *info,
                             ddn_ied_power_err *err);
+    /* ---- LESS per item (declarative/less_blk.c; CUDA: cuda/less.cu) ---- */
+    /* Block code (declarative/blk.h): one CUDA block, or one CPU thread, per item. Every tensor is
+     * contiguous, of A's float dtype unless said otherwise; checks: ddn_less_check_iterate /
+     * _vjp_e (less_blk.c), shared by the backends. item (B) is host memory and receives each
+     * item's outcome (less_kern.h); a failed item is not an error of the call: the caller (less.c)
+     * reports it with the host path's message. */
+    /* The iterative LESS methods of o (validated; not EXACT) from y (B, n) (in: the unit start,
+     * out: the last iterate), A (B, m, n), b (B, m), uc (B, n) = pinv(A) b: iterations,
+     * converged, and fpd / objective / nu of the returned y accumulated in float64. */
+    ddn_status (*less_iterate)(ddn_tensor *y, const ddn_tensor *A, const ddn_tensor *b,
+                               const ddn_tensor *uc, const struct ddn_less_opts *o,
+                               struct ddn_less_item *item);
+    /* LESS backward E (PMAF-MATH §1): dA (B, m, n) and db (B, m), either NULL, are overwritten
+     * with the gradient for v = dL/dy (B, n) at the solution y (B, n), nu (B, float64) the
+     * multipliers; computed in float64 (H = A^T A - 2 nu I factorised per item), rounded once. */
+    ddn_status (*less_vjp_e)(ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A,
+                             const ddn_tensor *b, const ddn_tensor *y, const ddn_tensor *v,
+                             const ddn_tensor *nu, struct ddn_less_item *item);
 } ddn_kernels;
 
 typedef struct ddn_backend {

@@ -279,6 +279,8 @@ static const ddn_kernels cuda_kernels = {
     .eigh = ddn_cuda_eigh,
     .qr = ddn_cuda_qr,
     .ied_power = ddn_cuda_ied_power,
+    .less_iterate = ddn_cuda_less_iterate,
+    .less_vjp_e = ddn_cuda_less_vjp_e,
 };
 
 static const ddn_backend cuda_backend = {

@@ -171,5 +171,12 @@ ddn_status ddn_cuda_ied_power(ddn_tensor *y, const ddn_tensor *a, const ddn_tens
                               ddn_ied_power_err *err);
 ddn_status ddn_cuda_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b,
                            double alpha, double beta);
+/* LESS per item (cuda_less.c, kernels in less.cu) */
+ddn_status ddn_cuda_less_iterate(ddn_tensor *y, const ddn_tensor *A, const ddn_tensor *b,
+                                 const ddn_tensor *uc, const struct ddn_less_opts *o,
+                                 struct ddn_less_item *item);
+ddn_status ddn_cuda_less_vjp_e(ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A,
+                               const ddn_tensor *b, const ddn_tensor *y, const ddn_tensor *v,
+                               const ddn_tensor *nu, struct ddn_less_item *item);
 
 #endif

@@ -1,9 +1,9 @@
 /* ddn — the C launchers of the CUDA backend's custom kernels (internal).
  *
- * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, ied_power.cu), compiled by
- * nvcc; everything else of the backend is C (cuda_*.c). This header is the whole interface between the two, so it uses
- * only C types: operands are raw device pointers to element 0 (offset applied) plus a layout of
- * shape and per-operand strides in elements. dtype codes are ddn_dtype's (0 float32, 1 float64,
+ * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, ied_power.cu, less.cu),
+ * compiled by nvcc; everything else of the backend is C (cuda_*.c). This header is the whole
+ * interface between the two, so it uses only C types: operands are raw device pointers to element
+ * 0 (offset applied) plus a layout of shape and per-operand strides in elements. dtype codes are ddn_dtype's (0 float32, 1 float64,
  * 2 int64). Every launcher enqueues on the given stream and returns cudaGetLastError() (an int,
  * cudaError_t), which the C side checks and turns into a ddn status.
  */
@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "ied_power.h"
+#include "less_kern.h" /* ddn_less_item, ddn_less_iter_params: plain C structs */
 
 #ifdef __cplusplus
 extern "C" {
@@ -138,6 +139,20 @@ int ddn_cuda_launch_dropout_mask(cudaStream_t s, int dt, void *mask, int64_t n, 
 int ddn_cuda_launch_ied_power(cudaStream_t s, const ddn_ied_power_params *p, int dt,
                               const void *A, const void *rnd, const void *ref,
                               const void *gstart, void *y, void *info, void *err, void *scratch);
+/* ---- less.cu ---- */
+/* The LESS block algorithms, one block of DDN_BLK_THREADS threads per item (B blocks). Every
+ * array is contiguous device memory of dtype dt (0 float32, 1 float64) unless typed; item (B,
+ * device, zeroed by the caller) receives each item's outcome. work: B * DDN_LESS_ITER_WORK(m, n)
+ * elements of dt. */
+int ddn_cuda_launch_less_iterate(cudaStream_t s, int dt, int64_t B, int64_t m, int64_t n,
+                                 void *y, const void *A, const void *b, const void *uc,
+                                 const ddn_less_iter_params *p, void *work, ddn_less_item *item);
+/* dA (B, m, n), db (B, m) may be NULL. work: B * DDN_LESS_VJP_WORK(m, n) doubles, iwork:
+ * B * DDN_LESS_VJP_IWORK(n) ints; nu (B) doubles. */
+int ddn_cuda_launch_less_vjp_e(cudaStream_t s, int dt, int64_t B, int64_t m, int64_t n, void *dA,
+                               void *db, const void *A, const void *b, const void *y,
+                               const void *v, const double *nu, double *work, int *iwork,
+                               ddn_less_item *item);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,12 @@
  * the closed form divides by y^T H^{-1} y and loses about cond(H) * eps to cancellation, which
  * float32 cannot afford, and the O(mn + n^2) conversion is cheap next to the O(n^3) LU. Math:
  * PMAF-MATH.md §1 "Backward". UNROLL lives in less_unroll.c. Tests: tests/test_less.c.
+ *
+ * On a non-CPU device (CUDA) the iterative forward and backward E run there, as the kernel
+ * entries less_iterate and less_vjp_e (block code, less_*_blk.h; one block per item): the
+ * gradients are assembled on the device in their dtype. The forward's start (gelsd, O(m n^2) once
+ * per forward) is still computed on host copies of A and b and uploaded; EXACT and the J and
+ * UNROLL modes keep the host path (host copies). Failed items get the host path's messages.
  */
 #include <float.h>
 #include <math.h>
@@ -22,6 +28,7 @@
 typedef struct less_node_opts {
     ddn_less_opts opts;
     ddn_less_backward backward;
+    bool block; /* the kernel-table path: less_iterate / less_vjp_e (see ddn_less_ex) */
 } less_node_opts;
 
 typedef struct less_saved {
@@ -67,6 +74,64 @@ ddn_status ddn_less_accumulate(ddn_ctx *ctx, ddn_tensor *t, const double *g)
     return gt ? ddn_grad_accumulate(ctx, t, gt, 1.0) : ddn_ctx_status(ctx);
 }
 
+/* t itself when contiguous, else a contiguous copy made by the copy kernel (no tape node). */
+static const ddn_tensor *less_contig(ddn_ctx *ctx, const ddn_tensor *t)
+{
+    if (ddn_tensor_is_contiguous(t)) return t;
+    ddn_tensor *c = ddn_tensor_new_like(ctx, t);
+    return c && ddn_k(c)->copy(c, t) == DDN_OK ? c : NULL;
+}
+
+/* ---- the device forward: the start on the host, the iterations on the device ---------------- */
+/* The start (input checks, gelsd's minimum-norm least squares, its projection) runs on the host
+ * copies Ah, bh (O(m n^2) once per forward; moving it is later work) and is uploaded; the
+ * iterations and the diagnostics run as less_iterate, writing y in place. Item failures of either
+ * half are reported as ddn_less_solve reports them: the lowest item, the same messages. */
+static ddn_status less_solve_device(ddn_ctx *ctx, const ddn_less_opts *o, const ddn_tensor *A,
+                                    const ddn_tensor *b, const void *Ah, const void *bh,
+                                    ddn_tensor *y, ddn_less_info *li)
+{
+    const int64_t B = A->shape[0], m = A->shape[1], n = A->shape[2];
+    const ddn_dtype dt = A->dtype;
+    const size_t bytes = (size_t)(B * n) * ddn_dtype_size(dt);
+    void *uch = ddn_ctx_scratch(ctx, bytes), *y0 = ddn_ctx_scratch(ctx, bytes);
+    ddn_solver_err *errs = ddn_ctx_scratch(ctx, (size_t)(B > 0 ? B : 1) * sizeof *errs);
+    ddn_less_item *item = ddn_ctx_scratch(ctx, (size_t)(B > 0 ? B : 1) * sizeof *item);
+    if (!uch || !y0 || !errs || !item) return ddn_ctx_status(ctx);
+    ddn_status st = ddn_less_solve_start(ctx, dt, B, m, n, Ah, bh, uch, y0, o, li, errs);
+    if (st != DDN_OK || B == 0) return st;
+    const ddn_tensor *Ad = less_contig(ctx, A), *bd = less_contig(ctx, b);
+    ddn_tensor *uc = ddn_tensor_from_host(ctx, dt, 2, (const int64_t[]){B, n}, uch);
+    if (!Ad || !bd || !uc) return ddn_ctx_status(ctx);
+    st = less_store(ctx, y, dt, y0); /* y is the node's fresh contiguous output */
+    if (st == DDN_OK) st = ddn_k(y)->less_iterate(y, Ad, bd, uc, o, item);
+    if (st != DDN_OK) return st;
+    int64_t fail = -1, nc = -1;
+    ddn_solver_err ferr = {.status = DDN_OK};
+    for (int64_t i = 0; i < B; i++) {
+        if (errs[i].status == DDN_OK && item[i].code != DDN_LESS_ITEM_OK) {
+            if (item[i].code == DDN_LESS_ITEM_STEP)
+                ddn_solver_fail(&errs[i], DDN_ERR_NUMERIC, "iteration %lld produced a zero or "
+                                "non-finite point (overflow?)",
+                                (long long)item[i].iterations + 1);
+            else
+                ddn_solver_fail(&errs[i], DDN_ERR_NUMERIC, "the solution is not finite "
+                                "(overflow?)");
+        }
+        if (errs[i].status != DDN_OK) {
+            if (fail < 0) fail = i, ferr = errs[i];
+            continue;
+        }
+        li[i].iterations = item[i].iterations;
+        li[i].converged = item[i].converged != 0;
+        li[i].fpd = item[i].fpd;
+        li[i].objective = item[i].objective;
+        li[i].nu = item[i].nu;
+        if (!li[i].converged && nc < 0) nc = i;
+    }
+    return ddn_less_report(ctx, dt, B, m, n, o, fail, &ferr, nc);
+}
+
 /* ---- forward: the solver, tape paused (ddn_declarative) ------------------------------------ */
 static ddn_status less_solve_node(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
                                   ddn_tensor *y, ddn_decl_info *info, void **saved)
@@ -84,7 +149,9 @@ static ddn_status less_solve_node(ddn_ctx *ctx, const void *opts, ddn_tensor *co
     if (!sv || !nu || !li || !its || !fpd || !yh) return ddn_ctx_status(ctx);
     const void *Ah = ddn_less_host(ctx, A, dt), *bh = ddn_less_host(ctx, b, dt);
     if (!Ah || !bh) return ddn_ctx_status(ctx);
-    ddn_status st = ddn_less_solve(ctx, dt, B, m, n, Ah, bh, yh, &o->opts, li);
+    const bool dev = o->block && o->opts.method != DDN_LESS_EXACT;
+    ddn_status st = dev ? less_solve_device(ctx, &o->opts, A, b, Ah, bh, y, li)
+                        : ddn_less_solve(ctx, dt, B, m, n, Ah, bh, yh, &o->opts, li);
     if (st != DDN_OK) return st;
     int64_t *conv = its + B;
     for (int64_t i = 0; i < B; i++) {
@@ -95,11 +162,34 @@ static ddn_status less_solve_node(ddn_ctx *ctx, const void *opts, ddn_tensor *co
     }
     sv->nu = nu;
     *saved = sv;
-    if (B > 0) st = less_store(ctx, y, dt, yh);
+    if (B > 0 && !dev) st = less_store(ctx, y, dt, yh);
     return st == DDN_OK ? ddn_less_write_info(ctx, info, B, its, conv, fpd) : st;
 }
 
 /* ---- backward: the Hessian of the Lagrangian, factorised once per item --------------------- */
+/* The two ways the backward fails on an item, worded once for the host and device paths. */
+static ddn_status less_err_singular(ddn_ctx *ctx, const char *mode, int64_t item, int64_t B,
+                                    int64_t m, int64_t n, double nu, double rcond)
+{
+    return ddn_ctx_set_error(ctx, DDN_ERR_SINGULAR, "less: backward %s, item %lld of %lld (A "
+                             "%lldx%lld): H = A^T A - 2 nu I (nu = %.6g) is singular to "
+                             "working precision (rcond %.1e, need > %.1e): 2 nu is an "
+                             "eigenvalue of A^T A, the hard case of LESS, where y is not a "
+                             "differentiable function of A and b", mode, (long long)item,
+                             (long long)B, (long long)m, (long long)n, nu, rcond,
+                             (double)n * DBL_EPSILON);
+}
+
+static ddn_status less_err_ya(ddn_ctx *ctx, const char *mode, int64_t item, int64_t B, double ya,
+                              double an)
+{
+    return ddn_ctx_set_error(ctx, DDN_ERR_SINGULAR, "less: backward %s, item %lld of %lld: "
+                             "y^T H^{-1} y = %.2e vanishes (|H^{-1} y| = %.2e): the KKT system "
+                             "of the sphere constraint is singular", mode, (long long)item,
+                             (long long)B, ya, an);
+}
+
+
 /* H = A^T A - 2 nu I (PMAF-MATH §1, Eq. 22), LU-factorised in place (column-major; H is
  * symmetric, so this is also its row-major factorisation). LU, not Cholesky: at a stationary point
  * that is not the global minimum (an iterative solver may stop at one) H is indefinite off the
@@ -131,13 +221,7 @@ static ddn_status less_factor_h(ddn_ctx *ctx, const char *mode, int64_t item, in
                                  (long long)item, (long long)B, (long long)m, (long long)n,
                                  (int)info);
     if (info > 0 || !(rcond > (double)n * DBL_EPSILON))
-        return ddn_ctx_set_error(ctx, DDN_ERR_SINGULAR, "less: backward %s, item %lld of %lld (A "
-                                 "%lldx%lld): H = A^T A - 2 nu I (nu = %.6g) is singular to "
-                                 "working precision (rcond %.1e, need > %.1e): 2 nu is an "
-                                 "eigenvalue of A^T A, the hard case of LESS, where y is not a "
-                                 "differentiable function of A and b", mode, (long long)item,
-                                 (long long)B, (long long)m, (long long)n, nu, rcond,
-                                 (double)n * DBL_EPSILON);
+        return less_err_singular(ctx, mode, item, B, m, n, nu, rcond);
     return DDN_OK;
 }
 
@@ -147,10 +231,7 @@ static ddn_status less_check_ya(ddn_ctx *ctx, const char *mode, int64_t item, in
 {
     double an = cblas_dnrm2((int)n, a, 1); /* ||y|| = 1 */
     if (fabs(ya) > (double)n * DBL_EPSILON * an) return DDN_OK;
-    return ddn_ctx_set_error(ctx, DDN_ERR_SINGULAR, "less: backward %s, item %lld of %lld: "
-                             "y^T H^{-1} y = %.2e vanishes (|H^{-1} y| = %.2e): the KKT system "
-                             "of the sphere constraint is singular", mode, (long long)item,
-                             (long long)B, ya, an);
+    return less_err_ya(ctx, mode, item, B, ya, an);
 }
 
 /* r = A y - b. A (m, n) row-major. */
@@ -272,6 +353,37 @@ static ddn_status less_backward_j(ddn_ctx *ctx, int64_t B, int64_t m, int64_t n,
     return DDN_OK;
 }
 
+/* ---- E on the device: less_vjp_e writes the gradients there, in their dtype ---------------- */
+static ddn_status less_vjp_device(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_tensor *y,
+                                  const ddn_tensor *dy, const double *nu)
+{
+    const int64_t B = A->shape[0], m = A->shape[1], n = A->shape[2];
+    const bool needA = A->requires_grad, needb = b->requires_grad;
+    ddn_less_item *item = ddn_ctx_scratch(ctx, (size_t)B * sizeof *item);
+    const ddn_tensor *Ad = less_contig(ctx, A), *bd = less_contig(ctx, b);
+    const ddn_tensor *yd = less_contig(ctx, y), *vd = less_contig(ctx, dy);
+    ddn_tensor *nut = ddn_tensor_from_host(ctx, DDN_DTYPE_F64, 1, &B, nu);
+    ddn_tensor *gA = needA ? ddn_tensor_new(ctx, A->dtype, 3, A->shape) : NULL;
+    ddn_tensor *gb = needb ? ddn_tensor_new(ctx, b->dtype, 2, b->shape) : NULL;
+    if (vd && vd->dtype != A->dtype) vd = ddn_cast(ctx, (ddn_tensor *)vd, A->dtype);
+    if (!item || !Ad || !bd || !yd || !vd || !nut || (needA && !gA) || (needb && !gb))
+        return ddn_ctx_status(ctx);
+    ddn_status st = ddn_k(Ad)->less_vjp_e(gA, gb, Ad, bd, yd, vd, nut, item);
+    for (int64_t i = 0; i < B && st == DDN_OK; i++) {
+        if (item[i].code == DDN_LESS_ITEM_ZERO_PIVOT || item[i].code == DDN_LESS_ITEM_RCOND)
+            st = less_err_singular(ctx, "E", i, B, m, n, nu[i], item[i].detail[0]);
+        else if (item[i].code == DDN_LESS_ITEM_YA)
+            st = less_err_ya(ctx, "E", i, B, item[i].detail[0], item[i].detail[1]);
+        else if (item[i].code != DDN_LESS_ITEM_OK) /* ||H||_1 not finite: gecon's info -5 */
+            st = ddn_ctx_set_error(ctx, DDN_ERR_BACKEND, "less: backward E, item %lld of %lld (A "
+                                   "%lldx%lld): LAPACK getrf/gecon returned info -5",
+                                   (long long)i, (long long)B, (long long)m, (long long)n);
+    }
+    if (st == DDN_OK && needA) st = ddn_grad_accumulate(ctx, A, gA, 1.0);
+    if (st == DDN_OK && needb) st = ddn_grad_accumulate(ctx, b, gb, 1.0);
+    return st;
+}
+
 static ddn_status less_vjp(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
                            const ddn_tensor *y, const ddn_tensor *dy, void *saved)
 {
@@ -281,6 +393,8 @@ static ddn_status less_vjp(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in
     const bool needA = A->requires_grad, needb = b->requires_grad;
     const int64_t B = A->shape[0], m = A->shape[1], n = A->shape[2];
     if ((!needA && !needb) || B == 0) return DDN_OK;
+    if (o->block && o->backward == DDN_LESS_BACKWARD_E)
+        return less_vjp_device(ctx, A, b, y, dy, sv->nu);
     const double *Ah = ddn_less_host(ctx, A, DDN_DTYPE_F64);
     const double *bh = ddn_less_host(ctx, b, DDN_DTYPE_F64);
     const double *yh = ddn_less_host(ctx, y, DDN_DTYPE_F64);
@@ -302,6 +416,12 @@ static const ddn_decl_vtbl less_vtbl = {.name = "less", .solve = less_solve_node
 /* ---- the entry point ------------------------------------------------------------------------ */
 ddn_tensor *ddn_less(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
                      ddn_less_backward backward, ddn_decl_info *info)
+{
+    return ddn_less_ex(ctx, A, b, opts, backward, info, A && A->device != DDN_DEVICE_CPU);
+}
+
+ddn_tensor *ddn_less_ex(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
+                        ddn_less_backward backward, ddn_decl_info *info, bool block)
 {
     if (!ctx || !A || !b) return NULL;
     if (!ddn_check_float(ctx, "less", A) || !ddn_check_float(ctx, "less", b)) return NULL;
@@ -339,7 +459,7 @@ ddn_tensor *ddn_less(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_
         }
         return ddn_less_unroll(ctx, A, b, &o, info);
     }
-    const less_node_opts no = {o, backward};
+    const less_node_opts no = {o, backward, block};
     ddn_tensor *in[2] = {A, b};
     const int64_t yshape[2] = {A->shape[0], A->shape[2]};
     return ddn_declarative(ctx, &less_vtbl, &no, sizeof no, 2, in, 2, yshape, info);

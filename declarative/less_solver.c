@@ -15,6 +15,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 
+#include "less_impl.h"
 #include "less_solver.h"
 #include "solver_util.h"
 
@@ -252,9 +253,45 @@ typedef struct less_thread_rec {
     ddn_solver_err fail;
 } less_thread_rec;
 
-ddn_status ddn_less_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, int64_t n,
-                          const void *A, const void *b, void *y, const ddn_less_opts *opts,
-                          ddn_less_info *info)
+ddn_status ddn_less_check_opts(ddn_ctx *ctx, const char *op, const ddn_less_opts *o)
+{
+    const char *why = less_method_problem(o->method);
+    if (why) return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "%s: invalid method: %s", op, why);
+    if (!(o->tol >= 0) || o->max_iter < 0 || !(o->bls_alpha > 0 && o->bls_alpha < 1) ||
+        !(o->bls_beta > 0 && o->bls_beta < 1) || !(o->twd_beta > 0 && o->twd_beta < 1))
+        return ddn_ctx_set_error(ctx, DDN_ERR_ARG,
+                                 "%s: invalid options: tol %g (>= 0), max_iter %lld "
+                                 "(>= 0), bls_alpha %g, bls_beta %g, twd_beta %g (each in (0,1))",
+                                 op, o->tol, (long long)o->max_iter, o->bls_alpha, o->bls_beta,
+                                 o->twd_beta);
+    return DDN_OK;
+}
+
+ddn_status ddn_less_report(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, int64_t n,
+                           const ddn_less_opts *o, int64_t fail, const ddn_solver_err *ferr,
+                           int64_t nc)
+{
+    char name[64];
+    if (fail >= 0)
+        return ddn_ctx_set_error(ctx, ferr->status, "less_solve: item %lld of %lld (A "
+                                 "%lldx%lld, %s): %s", (long long)fail, (long long)B,
+                                 (long long)m, (long long)n, ddn_dtype_name(dtype), ferr->msg);
+    if (o->strict && nc >= 0)
+        return ddn_ctx_set_error(ctx, DDN_ERR_NOT_CONVERGED,
+                                 "less_solve: item %lld of %lld (A %lldx%lld, %s): %s did not "
+                                 "converge in %lld iterations (tol %g on the objective change)",
+                                 (long long)nc, (long long)B, (long long)m, (long long)n,
+                                 ddn_dtype_name(dtype),
+                                 ddn_less_method_name(o->method, name, sizeof name),
+                                 (long long)o->max_iter, o->tol);
+    return DDN_OK;
+}
+
+/* The batch: every item solved (uc NULL), or only started (uc (B, n) receives pinv(A) b, y the
+ * projected start, and errs (B) each item's start failure, reported by the caller). */
+static ddn_status less_batch(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, int64_t n,
+                             const void *A, const void *b, void *y, const ddn_less_opts *opts,
+                             ddn_less_info *info, void *uc_out, ddn_solver_err *errs)
 {
     if (!ctx) return DDN_ERR_ARG;
     if (!A || !b || !y)
@@ -269,15 +306,10 @@ ddn_status ddn_less_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, i
                                  "m*n < 2^31",
                                  (long long)B, (long long)m, (long long)n);
     ddn_less_opts o = opts ? *opts : DDN_LESS_OPTS_DEFAULT;
-    const char *why = less_method_problem(o.method);
-    if (why) return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "less_solve: invalid method: %s", why);
-    if (!(o.tol >= 0) || o.max_iter < 0 || !(o.bls_alpha > 0 && o.bls_alpha < 1) ||
-        !(o.bls_beta > 0 && o.bls_beta < 1) || !(o.twd_beta > 0 && o.twd_beta < 1))
-        return ddn_ctx_set_error(ctx, DDN_ERR_ARG,
-                                 "less_solve: invalid options: tol %g (>= 0), max_iter %lld "
-                                 "(>= 0), bls_alpha %g, bls_beta %g, twd_beta %g (each in (0,1))",
-                                 o.tol, (long long)o.max_iter, o.bls_alpha, o.bls_beta,
-                                 o.twd_beta);
+    ddn_status cst = ddn_less_check_opts(ctx, "less_solve", &o);
+    if (cst != DDN_OK) return cst;
+    if (uc_out && o.method == DDN_LESS_EXACT)
+        return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "less_solve: EXACT has no iterative start");
     if (B == 0) return DDN_OK;
 
     const bool exact = o.method == DDN_LESS_EXACT;
@@ -362,6 +394,19 @@ ddn_status ddn_less_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, i
             less_exact_item(dtype, m, n, (const char *)A + (size_t)(i * m * n) * es,
                             (const char *)b + (size_t)(i * m) * es,
                             (char *)y + (size_t)(i * n) * es, rcond, w, inf, &err);
+        } else if (uc_out) {
+            /* start only: the iterations run elsewhere (the device forward, less.c) */
+            size_t es = f32 ? sizeof(float) : sizeof(double);
+            bool ok = f32 ? less_start_f32(m, n, (const float *)A + i * m * n,
+                                           (const float *)b + i * m, (float *)y + i * n,
+                                           (float)rcond, w, inf, &err)
+                          : less_start_f64(m, n, (const double *)A + i * m * n,
+                                           (const double *)b + i * m, (double *)y + i * n,
+                                           rcond, w, inf, &err);
+            memcpy((char *)uc_out + (size_t)(i * n) * es, w->uc, (size_t)n * es);
+            if (!ok) memset((char *)y + (size_t)(i * n) * es, 0, (size_t)n * es);
+            errs[i] = err;
+            continue;
         } else if (f32) {
             less_item_f32(i, m, n, (const float *)A + i * m * n, (const float *)b + i * m,
                           (float *)y + i * n, &o, (float)rcond, w, inf, &err);
@@ -387,21 +432,25 @@ ddn_status ddn_less_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, i
         }
         if (rec[t].nc_item >= 0 && (nc < 0 || rec[t].nc_item < nc)) nc = rec[t].nc_item;
     }
-    ddn_status st = DDN_OK;
-    char name[64];
-    if (ferr) {
-        st = ddn_ctx_set_error(ctx, ferr->status, "less_solve: item %lld of %lld (A %lldx%lld, "
-                               "%s): %s", (long long)fail, (long long)B, (long long)m,
-                               (long long)n, ddn_dtype_name(dtype), ferr->msg);
-    } else if (o.strict && nc >= 0) {
-        st = ddn_ctx_set_error(ctx, DDN_ERR_NOT_CONVERGED,
-                               "less_solve: item %lld of %lld (A %lldx%lld, %s): %s did not "
-                               "converge in %lld iterations (tol %g on the objective change)",
-                               (long long)nc, (long long)B, (long long)m, (long long)n,
-                               ddn_dtype_name(dtype),
-                               ddn_less_method_name(o.method, name, sizeof name),
-                               (long long)o.max_iter, o.tol);
-    }
+    ddn_status st = uc_out ? DDN_OK : ddn_less_report(ctx, dtype, B, m, n, &o, fail, ferr, nc);
     ddn_ctx_rewind(ctx, mark);
     return st;
+}
+
+ddn_status ddn_less_solve(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, int64_t n,
+                          const void *A, const void *b, void *y, const ddn_less_opts *opts,
+                          ddn_less_info *info)
+{
+    return less_batch(ctx, dtype, B, m, n, A, b, y, opts, info, NULL, NULL);
+}
+
+ddn_status ddn_less_solve_start(ddn_ctx *ctx, ddn_dtype dtype, int64_t B, int64_t m, int64_t n,
+                                const void *A, const void *b, void *uc, void *y,
+                                const ddn_less_opts *opts, ddn_less_info *info,
+                                ddn_solver_err *errs)
+{
+    if (!uc || !info || !errs)
+        return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "less_solve start: uc, info and errs must "
+                                 "not be NULL");
+    return less_batch(ctx, dtype, B, m, n, A, b, y, opts, info, uc, errs);
 }

@@ -204,17 +204,18 @@ static int TS(less_check_input)(int64_t m, int64_t n, const T *A, const T *b)
 }
 
 /* ---- one item, iterative methods ------------------------------------------------------------ */
-/* A (m, n), b (m), y (n) out. ws holds this thread's buffers, typed T. */
-static void TS(less_item)(int64_t item, int64_t m, int64_t n, const T *A, const T *b, T *y,
-                          const ddn_less_opts *o, T rcond, const less_ws *ws,
-                          ddn_less_info *inf, ddn_solver_err *err)
+/* The start: input checks, u_c = pinv(A) b into ws->uc, y = Proj(u_c) (or 1/sqrt(n) * ones when
+ * u_c = 0), center_norm and inner into *inf. Returns false with *err set on failure. Used alone by
+ * the device forward (ddn_less_solve_start), which iterates elsewhere. */
+static bool TS(less_start)(int64_t m, int64_t n, const T *A, const T *b, T *y, T rcond,
+                           const less_ws *ws, ddn_less_info *inf, ddn_solver_err *err)
 {
     int bad = TS(less_check_input)(m, n, A, b);
     if (bad) {
         ddn_solver_fail(err, bad == 1 ? DDN_ERR_NUMERIC : DDN_ERR_SINGULAR,
                         bad == 1 ? "A or b contains NaN or Inf"
                                  : "A is zero: every unit vector is optimal, no unique solution");
-        return;
+        return false;
     }
     T *uc = ws->uc;
     lapack_int info = TS(less_center)(m, n, A, b, rcond, ws->a_cm, ws->bx, ws->sv, ws->work,
@@ -224,7 +225,7 @@ static void TS(less_item)(int64_t item, int64_t m, int64_t n, const T *A, const 
                         "LAPACK gelsd (least-squares start, %lldx%lld) returned info %d%s",
                         (long long)m, (long long)n, (int)info,
                         info > 0 ? " (SVD did not converge)" : "");
-        return;
+        return false;
     }
     T cn = XB(nrm2)((int)n, uc, 1);
     inf->center_norm = (double)cn;
@@ -237,7 +238,18 @@ static void TS(less_item)(int64_t item, int64_t m, int64_t n, const T *A, const 
          * deterministic 1/sqrt(n) * ones (documented in less_solver.h). */
         for (int64_t i = 0; i < n; i++) y[i] = (T)(1.0 / sqrt((double)n));
     }
-    if (!TS(less_iterate)(m, n, A, b, uc, cn, o, y, ws->iter, inf)) {
+    return true;
+}
+
+/* A (m, n), b (m), y (n) out. ws holds this thread's buffers, typed T. */
+static void TS(less_item)(int64_t item, int64_t m, int64_t n, const T *A, const T *b, T *y,
+                          const ddn_less_opts *o, T rcond, const less_ws *ws,
+                          ddn_less_info *inf, ddn_solver_err *err)
+{
+    (void)item;
+    if (!TS(less_start)(m, n, A, b, y, rcond, ws, inf, err)) return;
+    T cn = (T)inf->center_norm;
+    if (!TS(less_iterate)(m, n, A, b, ws->uc, cn, o, y, ws->iter, inf)) {
         ddn_solver_fail(err, DDN_ERR_NUMERIC,
                         "iteration %lld produced a zero or non-finite point (overflow?)",
                         (long long)inf->iterations + 1);

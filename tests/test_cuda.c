@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ddn_impl.h"
+#include "less_impl.h"
 #include "test_util.h"
 
 static ddn_ctx *cpu, *gpu;
@@ -645,6 +646,69 @@ static void test_dense_linear_algebra(void **state)
     assert_error(gpu, DDN_ERR_SINGULAR, "lu_solve: item 0 is singular");
 }
 
+/* ---- device: the LESS layer (block code, one block per item) against the CPU host path -------- */
+/* The device side runs ddn_less_ex with block = true, which is what ddn_less does off the CPU; in
+ * self-check mode that is the block code's CPU instance. Expected differences (the reasoning and
+ * the measurements are in tests/test_less_blk.c): float64 forward, a converging method: iteration
+ * counts within 2, objectives within 100 tol + 1e-12 relative, and y within 1e-7 where the counts
+ * agree; backward E at an EXACT y (the same y on both sides): 1e-9 of the largest entry (float64),
+ * one float32 rounding (float32). */
+static void less_grads(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *o,
+                       ddn_decl_info *info, ddn_tensor **y, ddn_tensor **gA, ddn_tensor **gb)
+{
+    *y = ddn_less_ex(ctx, A, b, o, DDN_LESS_BACKWARD_E, info, ctx == gpu);
+    if (!*y) fail_msg("less: %s", ddn_ctx_errmsg(ctx));
+    /* L = sum(r * y) for a fixed random r (sum(y * y) would be constant on the sphere) */
+    ddn_tensor *r = cpu_rand((*y)->dtype, DDN_SHAPE(4, 8), -1, 1, 302);
+    if (ctx == gpu) r = on_gpu(r);
+    assert_ok(ctx, ddn_backward(ctx, ddn_sum(ctx, ddn_mul(ctx, *y, r), 0, NULL, false)));
+    *gA = A->grad, *gb = b->grad;
+}
+
+static void test_less_forward_and_backward_e(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        ddn_tensor *A = cpu_rand(dt, DDN_SHAPE(4, 16, 8), -1, 1, 300);
+        ddn_tensor *b = cpu_rand(dt, DDN_SHAPE(4, 16), -2, 2, 301);
+        ddn_tensor *gA_in = on_gpu(A), *gb_in = on_gpu(b);
+        assert_ok(cpu, ddn_tensor_set_requires_grad(A, true));
+        assert_ok(cpu, ddn_tensor_set_requires_grad(b, true));
+        assert_ok(gpu, ddn_tensor_set_requires_grad(gA_in, true));
+        assert_ok(gpu, ddn_tensor_set_requires_grad(gb_in, true));
+        ddn_less_opts o = DDN_LESS_OPTS_DEFAULT;
+        ddn_decl_info ic, ig;
+        ddn_tensor *y, *gy, *dA, *dgA, *db, *dgb;
+        if (dt == DDN_DTYPE_F64) { /* the iterative forward (PGD+RM+TWD) */
+            less_grads(cpu, A, b, &o, &ic, &y, &dA, &db);
+            less_grads(gpu, gA_in, gb_in, &o, &ig, &gy, &dgA, &dgb);
+            for (int64_t i = 0; i < 4; i++) {
+                int64_t itc = (int64_t)ddn_tensor_get(ic.iterations, &i);
+                int64_t itg = (int64_t)ddn_tensor_get(ig.iterations, &i);
+                assert_true(llabs(itc - itg) <= 2);
+                double fc = ddn_tensor_get(ic.fpd, &i), fg = ddn_tensor_get(ig.fpd, &i);
+                fc = 0.5 * fc * fc, fg = 0.5 * fg * fg;
+                assert_true(fabs(fc - fg) <= 100 * o.tol + 1e-12 * fc);
+                for (int64_t j = 0; j < 8 && itc == itg; j++)
+                    assert_true(fabs(ddn_tensor_get(y, (int64_t[]){i, j}) -
+                                     ddn_tensor_get(gy, (int64_t[]){i, j})) <= 1e-7);
+            }
+            ddn_tensor_zero_grad(A), ddn_tensor_zero_grad(b);
+            ddn_tensor_zero_grad(gA_in), ddn_tensor_zero_grad(gb_in);
+        }
+        o.method = DDN_LESS_EXACT; /* the backward alone: the same y on both sides */
+        less_grads(cpu, A, b, &o, &ic, &y, &dA, &db);
+        less_grads(gpu, gA_in, gb_in, &o, &ig, &gy, &dgA, &dgb);
+        assert_tensor_close(gy, y, 0, 0);
+        double t = dt == DDN_DTYPE_F32 ? 1e-6 : 1e-9;
+        double sA = ddn_tensor_item(ddn_max(cpu, ddn_abs(cpu, dA), 0, NULL, false));
+        double sb = ddn_tensor_item(ddn_max(cpu, ddn_abs(cpu, db), 0, NULL, false));
+        assert_tensor_close(dgA, dA, t * sA, dt == DDN_DTYPE_F32 ? 2.4e-7 : 0);
+        assert_tensor_close(dgb, db, t * sb, dt == DDN_DTYPE_F32 ? 2.4e-7 : 0);
+    }
+}
+
 /* ---- device: a short training run, CUDA against CPU ------------------------------------------- */
 /* A two-layer MLP (matmul, relu, cross-entropy, SGD with momentum) for 20 steps on the same data
  * in both contexts: the loss falls and the two runs agree to 1e-4 (float32, different GEMM sums). */
@@ -807,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_pooling_and_dropout),
         cmocka_unit_test(test_dense_linear_algebra),
+        cmocka_unit_test(test_less_forward_and_backward_e),
         cmocka_unit_test(test_short_training_run),
         cmocka_unit_test(test_cnn_training_run),
     };

@@ -99,5 +99,12 @@ ddn_status ddn_cpu_ied_power(ddn_tensor *y, const ddn_tensor *a, const ddn_tenso
                              const ddn_tensor *ref, const ddn_tensor *gstart,
                              const ddn_ied_power_params *p, ddn_ied_info *info,
                              ddn_ied_power_err *err);
+/* LESS per item (declarative/less_blk.c) */
+ddn_status ddn_cpu_less_iterate(ddn_tensor *y, const ddn_tensor *A, const ddn_tensor *b,
+                                const ddn_tensor *uc, const struct ddn_less_opts *o,
+                                struct ddn_less_item *item);
+ddn_status ddn_cpu_less_vjp_e(ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A,
+                              const ddn_tensor *b, const ddn_tensor *y, const ddn_tensor *v,
+                              const ddn_tensor *nu, struct ddn_less_item *item);
 
 #endif
