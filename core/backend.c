@@ -85,6 +85,8 @@ STUB(lu_solve, x, ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b)
 STUB(cholesky_solve, x, ddn_tensor *x, const ddn_tensor *a, const ddn_tensor *b)
 STUB(eigh, w, ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a)
 STUB(qr, q, ddn_tensor *q, const ddn_tensor *a)
+STUB(ied_vjp_e, A, ddn_tensor *dA, const ddn_tensor *A, const ddn_tensor *y, const ddn_tensor *v,
+     bool ift, const double *z, ddn_ied_vjp_item *items)
 
 /* A missing non-finite scan must not read as "all finite" silently: it records the error (which
  * the caller's next status check reports) and answers false. */
@@ -108,9 +110,10 @@ void ddn_kernels_complete(ddn_kernels *out, const ddn_kernels *k)
     FILL(adaptive_avg_pool2d) FILL(adaptive_avg_pool2d_backward_acc) FILL(dropout_mask)
     FILL(sgd_update) FILL(adam_update) FILL(sum_squares) FILL(lu_solve) FILL(cholesky_solve)
     FILL(eigh) FILL(qr)
+    FILL(ied_vjp_e)
 #undef FILL
 }
 
 /* A new kernel entry needs a stub and a FILL line above; this fails to compile until it has. */
-_Static_assert(sizeof(ddn_kernels) == 36 * sizeof(ddn_status (*)(ddn_tensor *)),
+_Static_assert(sizeof(ddn_kernels) == 37 * sizeof(ddn_status (*)(ddn_tensor *)),
                "ddn_kernels changed: update the stubs in core/backend.c");

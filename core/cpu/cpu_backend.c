@@ -65,6 +65,9 @@ static const ddn_kernels cpu_kernels = {
     .cholesky_solve = ddn_cpu_cholesky_solve,
     .eigh = ddn_cpu_eigh,
     .qr = ddn_cpu_qr,
+
+    /* declarative layers' block algorithms */
+    .ied_vjp_e = ddn_cpu_ied_vjp_e,
 };
 
 const ddn_backend ddn_cpu_backend = {

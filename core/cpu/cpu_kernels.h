@@ -94,4 +94,9 @@ ddn_status ddn_cpu_cholesky_solve(ddn_tensor *x, const ddn_tensor *a, const ddn_
 ddn_status ddn_cpu_eigh(ddn_tensor *w, ddn_tensor *v, const ddn_tensor *a);
 ddn_status ddn_cpu_qr(ddn_tensor *q, const ddn_tensor *a);
 
+/* The IED E-mode backward's block algorithm on the CPU (declarative/ied_backward_blk.c). */
+ddn_status ddn_cpu_ied_vjp_e(ddn_tensor *dA, const ddn_tensor *A, const ddn_tensor *y,
+                             const ddn_tensor *v, bool ift, const double *z,
+                             ddn_ied_vjp_item *items);
+
 #endif
