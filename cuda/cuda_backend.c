@@ -278,6 +278,7 @@ static const ddn_kernels cuda_kernels = {
     .cholesky_solve = ddn_cuda_cholesky_solve,
     .eigh = ddn_cuda_eigh,
     .qr = ddn_cuda_qr,
+    .ied_vjp_e = ddn_cuda_ied_vjp_e,
 };
 
 static const ddn_backend cuda_backend = {
