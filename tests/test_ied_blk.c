@@ -105,7 +105,7 @@ static double compare(ddn_ctx *ctx, ddn_dtype dt, ddn_ied_backward mode, int B, 
         assert_ok(ctx, lapack_ift(ctx, dt, m, A + b * m * m, y + b * m, v + b * m, &used,
                                   &sweeps));
         /* the same path; the same sweeps, up to one where a residual sits at the tolerance
-         * (the two sum in different orders) */
+         * (the two sum in different orders; equal on every case here when last run) */
         if ((used == DDN_IED_IFT_LU) != (items[b].code == DDN_IEDB_LU) ||
             llabs(sweeps - items[b].sweeps) > 1)
             fail_msg("%s: item %d: LAPACK path %s after %lld sweeps, block %s after %lld", what,
