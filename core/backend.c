@@ -92,6 +92,8 @@ STUB(less_iterate, y, ddn_tensor *y, const ddn_tensor *A, const ddn_tensor *b,
      const ddn_tensor *uc, const struct ddn_less_opts *o, struct ddn_less_item *item)
 STUB(less_vjp_e, A, ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A, const ddn_tensor *b,
      const ddn_tensor *y, const ddn_tensor *v, const ddn_tensor *nu, struct ddn_less_item *item)
+STUB(ied_vjp_e, A, ddn_tensor *dA, const ddn_tensor *A, const ddn_tensor *y, const ddn_tensor *v,
+     bool ift, const double *z, ddn_ied_vjp_item *items)
 
 /* A missing non-finite scan must not read as "all finite" silently: it records the error (which
  * the caller's next status check reports) and answers false. */
@@ -116,9 +118,10 @@ void ddn_kernels_complete(ddn_kernels *out, const ddn_kernels *k)
     FILL(sgd_update) FILL(adam_update) FILL(sum_squares) FILL(lu_solve) FILL(cholesky_solve)
     FILL(eigh) FILL(qr) FILL(ied_power)
     FILL(less_iterate) FILL(less_vjp_e)
+    FILL(ied_vjp_e)
 #undef FILL
 }
 
 /* A new kernel entry needs a stub and a FILL line above; this fails to compile until it has. */
-_Static_assert(sizeof(ddn_kernels) == 39 * sizeof(ddn_status (*)(ddn_tensor *)),
+_Static_assert(sizeof(ddn_kernels) == 40 * sizeof(ddn_status (*)(ddn_tensor *)),
                "ddn_kernels changed: update the stubs in core/backend.c");

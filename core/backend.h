@@ -54,6 +54,13 @@ typedef enum ddn_reduce_op {
 
 struct ddn_less_opts; /* declarative/less_solver.h */
 struct ddn_less_item; /* declarative/less_kern.h */
+/* One item's outcome of the ied_vjp_e kernel (below). */
+typedef struct ddn_ied_vjp_item {
+    int code;       /* declarative/ied_backward_blk.h's DDN_IEDB_*: LU, NEUMANN (solved),
+                     * SINGULAR, AY_ZERO, NONFINITE_A, NONFINITE_V (failed) */
+    int64_t sweeps; /* fixed-point sweeps run (IFT) */
+    double rcond;   /* the LU's reciprocal 1-norm condition estimate, 0 when not factorised */
+} ddn_ied_vjp_item;
 
 typedef struct ddn_kernels {
     /* ---- memory-shaped (core/cpu/copy.c) ---- */
@@ -247,6 +254,20 @@ typedef struct ddn_kernels {
     ddn_status (*less_vjp_e)(ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A,
                              const ddn_tensor *b, const ddn_tensor *y, const ddn_tensor *v,
                              const ddn_tensor *nu, struct ddn_less_item *item);
+    /* ---- IED implicit backward, E modes (declarative/ied_backward_blk.h: CPU instance
+     * declarative/ied_backward_blk.c, CUDA instance cuda/ied_backward.cu) ---- */
+    /* Per item b, float64 inside, y_b renormalised (PMAF-MATH §2): ift: lambda = sign(y^T A y)
+     * ||A y||, H^T k = v (H = I - P A / lambda) by the fixed-point iteration with the probe z
+     * (host, m doubles: ied_backward.c's) or else LU with the condition check, u = P k / lambda,
+     * dA += u y^T; !ift (DDN): the bordered system [H 2y; 2y^T 0] [w; mu] = [v; 0] by LU with the
+     * condition check, dA += w y^T + y w^T. A (B, m, m), y and v (B, m): contiguous, of one float
+     * dtype; dA: NULL (solve only) or contiguous (B, m, m) of a float dtype, added in its dtype.
+     * items (host, B) receives every item's outcome. A failed item is not a kernel failure: dA is
+     * then left untouched and the kernel returns DDN_OK; the caller words the message
+     * (ied_backward.c). Non-OK only for bad arguments or a backend error, with the message set. */
+    ddn_status (*ied_vjp_e)(ddn_tensor *dA, const ddn_tensor *A, const ddn_tensor *y,
+                            const ddn_tensor *v, bool ift, const double *z,
+                            ddn_ied_vjp_item *items);
 } ddn_kernels;
 
 typedef struct ddn_backend {

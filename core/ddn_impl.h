@@ -78,6 +78,10 @@ ddn_status ddn_linalg_check_solve(const char *op, const ddn_tensor *x, const ddn
 ddn_status ddn_linalg_check_eigh(const ddn_tensor *w, const ddn_tensor *v, const ddn_tensor *a,
                                  ddn_linalg_dims *d);
 ddn_status ddn_linalg_check_qr(const ddn_tensor *q, const ddn_tensor *a, ddn_linalg_dims *d);
+/* ied_vjp_e: d->batch = B, d->n = m (d->k unused). */
+ddn_status ddn_linalg_check_ied_vjp_e(const ddn_tensor *dA, const ddn_tensor *A,
+                                      const ddn_tensor *y, const ddn_tensor *v, bool ift,
+                                      const double *z, const void *items, ddn_linalg_dims *d);
 
 /* ---- op front-end helpers (core/op_util.c) ---- */
 /* Normalises a possibly negative dim of x; -1 with an error naming op and x's shape when out of

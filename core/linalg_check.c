@@ -1,5 +1,5 @@
 /* ddn — argument checks of the dense linear-algebra kernels (lu_solve, cholesky_solve, eigh,
- * qr), shared by the CPU and CUDA implementations so both accept and reject the same calls with
+ * qr, ied_vjp_e), shared by the CPU and CUDA implementations so both accept and reject the same calls with
  * the same messages. */
 #include "ddn_impl.h"
 
@@ -77,5 +77,28 @@ ddn_status ddn_linalg_check_qr(const ddn_tensor *q, const ddn_tensor *a, ddn_lin
     d->batch = batch_of(a, 2);
     d->n = a->shape[a->ndim - 2]; /* m */
     d->k = a->shape[a->ndim - 1];
+    return DDN_OK;
+}
+
+ddn_status ddn_linalg_check_ied_vjp_e(const ddn_tensor *dA, const ddn_tensor *A,
+                                      const ddn_tensor *y, const ddn_tensor *v, bool ift,
+                                      const double *z, const void *items, ddn_linalg_dims *d)
+{
+    ddn_ctx *ctx = A->ctx;
+    ddn_dtype dt = A->dtype;
+    bool ok = ddn_dtype_is_float(dt) && dense(A, dt) && A->ndim == 3 &&
+              A->shape[1] == A->shape[2] && dense(y, dt) && dense(v, dt) && y->ndim == 2 &&
+              ddn_tensor_same_shape(y, v) && y->shape[0] == A->shape[0] &&
+              y->shape[1] == A->shape[1] &&
+              (!dA || (ddn_dtype_is_float(dA->dtype) && dense(dA, dA->dtype) &&
+                       ddn_tensor_same_shape(dA, A)));
+    if (!ok) return bad(ctx, "ied_vjp_e", "A (B, m, m), y and v (B, m), dA NULL or (B, m, m)", A,
+                        y, v);
+    if (!items || (ift && !z))
+        return ddn_ctx_set_error(ctx, DDN_ERR_ARG, "ied_vjp_e: expected the per-item results "
+                                 "array%s, got NULL", items ? " and the IFT probe z (m)" : "");
+    d->batch = A->shape[0];
+    d->n = A->shape[1];
+    d->k = 0;
     return DDN_OK;
 }

@@ -281,6 +281,7 @@ static const ddn_kernels cuda_kernels = {
     .ied_power = ddn_cuda_ied_power,
     .less_iterate = ddn_cuda_less_iterate,
     .less_vjp_e = ddn_cuda_less_vjp_e,
+    .ied_vjp_e = ddn_cuda_ied_vjp_e,
 };
 
 static const ddn_backend cuda_backend = {

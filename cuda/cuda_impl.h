@@ -91,7 +91,7 @@ void *ddn_cuda_scratch(ddn_ctx *ctx, size_t bytes);
 ddn_status ddn_cuda_read(ddn_ctx *ctx, void *host, const void *dev, size_t bytes,
                          const char *what);
 
-/* The kernel entries (cuda_kernels.c, cuda_blas.c). */
+/* The kernel entries (cuda_kernels.c, cuda_blas.c, ...; ied_vjp_e: cuda_ied_backward.c). */
 ddn_status ddn_cuda_copy(ddn_tensor *out, const ddn_tensor *x);
 ddn_status ddn_cuda_fill(ddn_tensor *out, double value);
 ddn_status ddn_cuda_axpy(ddn_tensor *out, const ddn_tensor *x, double alpha);
@@ -169,6 +169,9 @@ ddn_status ddn_cuda_ied_power(ddn_tensor *y, const ddn_tensor *a, const ddn_tens
                               const ddn_tensor *ref, const ddn_tensor *gstart,
                               const ddn_ied_power_params *p, ddn_ied_info *info,
                               ddn_ied_power_err *err);
+ddn_status ddn_cuda_ied_vjp_e(ddn_tensor *dA, const ddn_tensor *A, const ddn_tensor *y,
+                              const ddn_tensor *v, bool ift, const double *z,
+                              ddn_ied_vjp_item *items);
 ddn_status ddn_cuda_matmul(ddn_tensor *out, const ddn_tensor *a, const ddn_tensor *b,
                            double alpha, double beta);
 /* LESS per item (cuda_less.c, kernels in less.cu) */

@@ -1,11 +1,12 @@
 /* ddn — the C launchers of the CUDA backend's custom kernels (internal).
  *
- * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, ied_power.cu, less.cu),
- * compiled by nvcc; everything else of the backend is C (cuda_*.c). This header is the whole
- * interface between the two, so it uses only C types: operands are raw device pointers to element
- * 0 (offset applied) plus a layout of shape and per-operand strides in elements. dtype codes are ddn_dtype's (0 float32, 1 float64,
- * 2 int64). Every launcher enqueues on the given stream and returns cudaGetLastError() (an int,
- * cudaError_t), which the C side checks and turns into a ddn status.
+ * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, ied_power.cu,
+ * ied_backward.cu, less.cu), compiled by nvcc; everything else of the backend is C (cuda_*.c).
+ * This header is the whole interface between the two, so it uses only C types: operands are raw
+ * device pointers to element 0 (offset applied) plus a layout of shape and per-operand strides in
+ * elements. dtype codes are ddn_dtype's (0 float32, 1 float64, 2 int64). Every launcher enqueues
+ * on the given stream and returns cudaGetLastError() (an int, cudaError_t), which the C side
+ * checks and turns into a ddn status.
  */
 #ifndef DDN_CUDA_LAUNCH_H
 #define DDN_CUDA_LAUNCH_H
@@ -153,6 +154,18 @@ int ddn_cuda_launch_less_vjp_e(cudaStream_t s, int dt, int64_t B, int64_t m, int
                                void *db, const void *A, const void *b, const void *y,
                                const void *v, const double *nu, double *work, int *iwork,
                                ddn_less_item *item);
+/* ---- ied_backward.cu ---- */
+/* The IED E-mode backward (declarative/ied_backward_blk.h; ift 1: IFT_E, 0: DDN_E), one block of
+ * DDN_BLK_THREADS per item, `blocks` blocks walking the B items. A (B, m, m), y and v (B, m)
+ * contiguous of float dtype dt; z (m) the probe (IFT); ws: blocks * ddn_iedb_ws_doubles(m)
+ * doubles and piv: blocks * ddn_iedb_ws_ints(m) ints of scratch; yd, u (B, m) and out (B
+ * ddn_iedb_out records) receive each item's renormalised y, its u and its outcome. */
+int ddn_cuda_launch_ied_vjp_e(cudaStream_t s, int dt, int ift, int64_t B, int64_t m,
+                              const void *A, const void *y, const void *v, const double *z,
+                              int blocks, double *ws, int *piv, double *yd, double *u, void *out);
+/* dA (B, m, m) contiguous of float dtype dt += u y^T, + y u^T when sym2; u, y (B, m) float64. */
+int ddn_cuda_launch_ied_grad_acc(cudaStream_t s, int dt, int sym2, int64_t B, int64_t m, void *dA,
+                                 const double *u, const double *y);
 
 #ifdef __cplusplus
 }

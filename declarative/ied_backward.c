@@ -11,6 +11,8 @@
  *   J    the explicit Jacobian dy/dA (m x m^2, memory m^3: Eq. 30-32, 40) contracted with v;
  *   EIGH (lambda I - A)^+ v y^T from the saved syevd factorisation, symmetrised as torch does.
  * Items run in parallel (OpenMP) by solver_util.h's rule, except the J modes (m^3 scratch).
+ * A on a device other than the CPU, in the E modes: the backend's ied_vjp_e kernel (the block
+ * algorithm of ied_backward_blk.h) solves every item where A lives (ddn_ied_vjp_e_device_).
  */
 #include <float.h>
 #include <math.h>
@@ -20,6 +22,7 @@
 #include <lapacke.h>
 
 #include "ddn_impl.h"
+#include "ied_backward_blk.h" /* (T undefined: the constants the device path shares) */
 #include "ied_impl.h"
 #include "solver_util.h"
 
@@ -51,7 +54,59 @@ static ddn_status bwd_fail(bwd_err *e, ddn_status s, const char *fmt, ...)
  * n = 4 for diag(5, 5, 1), 0 for its IFT H; the tests' random matrices: >= 4e-3). Below
  * SINGULAR_RCOND n eps it is DDN_ERR_SINGULAR naming the item. Near ties well above that are the
  * solver's gap check's job (tie_tol, on by default). */
-#define SINGULAR_RCOND 64.0
+#define SINGULAR_RCOND DDN_IED_SINGULAR_RCOND
+
+static ddn_status fail_singular(bwd_err *err, ddn_ied_backward mode, const char *what,
+                                int64_t item, int64_t B, int64_t n, double rcond)
+{
+    return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld: the %s (%lldx%lld) is "
+                    "singular (reciprocal condition %.3g): the dominant eigenvalue is repeated or "
+                    "not separated, so y has no derivative", ddn_ied_mode_name_(mode),
+                    (long long)item, (long long)B, what, (long long)n, (long long)n, rcond);
+}
+
+static ddn_status fail_ay_zero(bwd_err *err, ddn_ied_backward mode, int64_t item, int64_t B)
+{
+    return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld: A y = 0: the fixed "
+                    "point y = A y / ||A y|| is undefined", ddn_ied_mode_name_(mode),
+                    (long long)item, (long long)B);
+}
+
+/* Non-finite input gives a status, never NaN gradients (DESIGN.md): A y (A or y; the forward
+ * refuses a non-finite A, so only a direct call or an overflow gets here) and the upstream v. */
+static ddn_status fail_nonfinite(bwd_err *err, ddn_ied_backward mode, bool in_v, int64_t item,
+                                 int64_t B, int64_t m)
+{
+    return bwd_fail(err, DDN_ERR_NUMERIC, "ied (%s): item %lld of %lld (A %lldx%lld): %s",
+                    ddn_ied_mode_name_(mode), (long long)item, (long long)B, (long long)m,
+                    (long long)m, in_v ? "the upstream gradient dL/dy contains NaN or Inf"
+                                       : "A y is not finite (A or y contains NaN or Inf)");
+}
+
+/* The two checks in that order; false (err set) when one fails. ay = A y (m). */
+static bool inputs_finite(bwd_err *err, ddn_ied_backward mode, int64_t item, int64_t B,
+                          int64_t m, const double *ay, const double *v)
+{
+    bool v_ok = true;
+    for (int64_t i = 0; i < m; i++) v_ok &= isfinite(v[i]) != 0;
+    const bool a_ok = isfinite(cblas_dnrm2((int)m, ay, 1)) != 0;
+    if (!a_ok || !v_ok) fail_nonfinite(err, mode, a_ok, item, B, m);
+    return a_ok && v_ok;
+}
+
+static ddn_status fail_tied(bwd_err *err, const ied_node_opts *no, ddn_ied_backward mode,
+                            int64_t item, int64_t B, int64_t m)
+{
+    const bool ddn = mode == DDN_IED_BACKWARD_DDN_E || mode == DDN_IED_BACKWARD_DDN_J;
+    return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld (A %lldx%lld): the "
+                    "dominant eigenvalue is repeated or nearly so (the solver's gap check, "
+                    "tie_tol %g): y is not unique and the %s system is singular",
+                    ddn_ied_mode_name_(mode), (long long)item, (long long)B, (long long)m,
+                    (long long)m, no->o.tie_tol, ddn ? "bordered KKT" : "IFT");
+}
+
+static const char *const KKT_SYSTEM = "bordered KKT system [H 2y; 2y^T 0]";
+static const char *const IFT_SYSTEM = "IFT Jacobian H = I - P A / lambda";
 
 static ddn_status lu_checked(bwd_err *err, ddn_ied_backward mode, const char *what, int64_t item,
                              int64_t B, int64_t n, double *K, lapack_int *piv)
@@ -70,11 +125,7 @@ static ddn_status lu_checked(bwd_err *err, ddn_ied_backward mode, const char *wh
                                  ddn_ied_mode_name_(mode), (long long)item, (long long)B,
                                  (long long)n, (long long)n, (int)info);
     if (info > 0 || !(rcond > SINGULAR_RCOND * (double)n * DBL_EPSILON))
-        return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld: the %s "
-                                 "(%lldx%lld) is singular (reciprocal condition %.3g): the "
-                                 "dominant eigenvalue is repeated or not separated, so y has no "
-                                 "derivative", ddn_ied_mode_name_(mode), (long long)item,
-                                 (long long)B, what, (long long)n, (long long)n, rcond);
+        return fail_singular(err, mode, what, item, B, n, rcond);
     return DDN_OK;
 }
 
@@ -94,6 +145,7 @@ static ddn_status ddn_item(bwd_err *err, ddn_ied_backward mode, int64_t b, int64
     /* The multiplier: lambda = y^T A y, the Rayleigh quotient of the unit y (Prop. 3.2). */
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)m, 1.0, A, (int)m, y, 1, 0.0, tmp, 1);
     const double lam = cblas_ddot((int)m, y, 1, tmp, 1);
+    if (!inputs_finite(err, mode, b, B, m, tmp, v)) return err->status;
     /* K = [H 2sy; 2sy^T 0] column-major, H = 2 lam I - (A + A^T) (PMAF-MATH §2; K symmetric).
      * The border is scaled by s = |lambda| (the solution's mu by 1/s, w unchanged) so that the
      * condition estimate does not depend on A's scale. */
@@ -105,7 +157,7 @@ static ddn_status ddn_item(bwd_err *err, ddn_ied_backward mode, int64_t b, int64
         K[j + m * n] = 2 * s * y[j];
     }
     K[m + m * n] = 0;
-    ddn_status st = lu_checked(err, mode, "bordered KKT system [H 2y; 2y^T 0]", b, B, n, K, piv);
+    ddn_status st = lu_checked(err, mode, KKT_SYSTEM, b, B, n, K, piv);
     if (st != DDN_OK) return st;
     lapack_int info;
     if (mode == DDN_IED_BACKWARD_DDN_E) {
@@ -155,19 +207,15 @@ static ddn_status ddn_item(bwd_err *err, ddn_ied_backward mode, int64_t b, int64
  * every case it rejects goes to that check. The iteration gives up
  * early when its observed contraction (over the last 3 sweeps) predicts that it will not make
  * the budget, so a hopeless case costs a few sweeps on top of the LU. */
-#define IFT_NEUMANN_TOL 1e-12 /* relative residual ||H^T k - v|| / ||v|| (and for z) */
-#define IFT_NEUMANN_MIN_SWEEPS 32
+#define IFT_NEUMANN_TOL DDN_IED_NEUMANN_TOL /* relative residual ||H^T k - v|| / ||v|| (and z) */
 
-/* The sweep budget, m/4 and at least 32: at m = 256, 64 sweeps (~12 us each, measured) cost about
- * half the LU + gecon they replace (~1.6 ms), so even a case that exhausts the budget and falls
- * back costs at most ~1.5x the LU alone; at small m both are cheap. */
-static int64_t ift_budget(int64_t m)
-{
-    return m / 4 > IFT_NEUMANN_MIN_SWEEPS ? m / 4 : IFT_NEUMANN_MIN_SWEEPS;
-}
+/* The sweep budget (ddn_iedb_budget), m/4 and at least 32: at m = 256, 64 sweeps (~12 us each,
+ * measured) cost about half the LU + gecon they replace (~1.6 ms), so even a case that exhausts
+ * the budget and falls back costs at most ~1.5x the LU alone; at small m both are cheap. */
+static int64_t ift_budget(int64_t m) { return ddn_iedb_budget(m); }
 
 /* The probe z (m): fixed pseudo-random N(0,1) entries, made once per backward call. */
-static void ift_probe(int64_t m, double *z)
+void ddn_ied_ift_probe_(int64_t m, double *z)
 {
     ddn_rng g;
     ddn_rng_seed(&g, 0x1F7E5EEDULL);
@@ -238,10 +286,8 @@ static ddn_status ift_solve(bwd_err *err, ddn_ied_backward mode, ddn_ied_ift_pat
     const double lam = rq < 0 ? -nay : nay;
     *lam_out = lam;
     *sweeps = 0;
-    if (!(nay > 0))
-        return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld: A y = 0: the fixed "
-                        "point y = A y / ||A y|| is undefined", ddn_ied_mode_name_(mode),
-                        (long long)b, (long long)B);
+    if (!inputs_finite(err, mode, b, B, m, ay, v)) return err->status;
+    if (!(nay > 0)) return fail_ay_zero(err, mode, b, B);
     if (path != DDN_IED_IFT_LU && ift_neumann(m, A, y, lam, v, z, w, k, sweeps)) {
         *used = DDN_IED_IFT_NEUMANN;
         return DDN_OK;
@@ -255,7 +301,7 @@ static ddn_status ift_solve(bwd_err *err, ddn_ied_backward mode, ddn_ied_ift_pat
     for (int64_t j = 0; j < m; j++)
         for (int64_t i = 0; i < m; i++)
             K[i + j * m] = (i == j ? 1.0 : 0.0) - (A[i * m + j] - y[i] * ya[j]) / lam;
-    ddn_status st = lu_checked(err, mode, "IFT Jacobian H = I - P A / lambda", b, B, m, K, piv);
+    ddn_status st = lu_checked(err, mode, IFT_SYSTEM, b, B, m, K, piv);
     if (st != DDN_OK) return st;
     memcpy(k, v, (size_t)m * sizeof *k);
     lapack_int info = LAPACKE_dgetrs(LAPACK_COL_MAJOR, 'T', (lapack_int)m, 1, K, (lapack_int)m,
@@ -275,7 +321,7 @@ ddn_status ddn_ied_ift_solve_(ddn_ctx *ctx, ddn_ied_ift_path path, int64_t m, co
     lapack_int *piv = ddn_ctx_scratch(ctx, (size_t)m * sizeof *piv);
     if (!K || !piv) return ddn_ctx_status(ctx);
     double *z = K + m * m + 8 * m;
-    ift_probe(m, z);
+    ddn_ied_ift_probe_(m, z);
     bwd_err err = {.status = DDN_OK};
     double lam;
     ddn_ied_ift_path u = DDN_IED_IFT_AUTO;
@@ -313,14 +359,12 @@ static ddn_status ift_item(bwd_err *err, ddn_ied_backward mode, int64_t b, int64
     cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, (int)m, 1.0, A, (int)m, y, 1, 0.0, ya, 1);
     double nay = cblas_dnrm2((int)m, ay, 1), rq = cblas_ddot((int)m, y, 1, ay, 1);
     lam = rq < 0 ? -nay : nay;
-    if (!(nay > 0))
-        return bwd_fail(err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld: A y = 0: the fixed "
-                        "point y = A y / ||A y|| is undefined", ddn_ied_mode_name_(mode),
-                        (long long)b, (long long)B);
+    if (!inputs_finite(err, mode, b, B, m, ay, v)) return err->status;
+    if (!(nay > 0)) return fail_ay_zero(err, mode, b, B);
     for (int64_t j = 0; j < m; j++)
         for (int64_t i = 0; i < m; i++)
             K[i + j * m] = (i == j ? 1.0 : 0.0) - (A[i * m + j] - y[i] * ya[j]) / lam;
-    ddn_status st = lu_checked(err, mode, "IFT Jacobian H = I - P A / lambda", b, B, m, K, piv);
+    ddn_status st = lu_checked(err, mode, IFT_SYSTEM, b, B, m, K, piv);
     if (st != DDN_OK) return st;
     const int64_t c = m * m;
     for (int64_t j = 0; j < m; j++)
@@ -380,6 +424,63 @@ static ddn_status add_low_rank(ddn_ctx *ctx, ddn_tensor *A, bool sym2, int64_t B
     return st;
 }
 
+/* ---- A on a device: the E modes without host copies ------------------------------------------
+ * The backend's ied_vjp_e kernel (the block algorithm of ied_backward_blk.h: one CUDA block per
+ * item) solves every item where A lives and adds the gradient there; only the per-item outcomes
+ * (B small records) and the probe (m doubles, host -> device) cross. The CPU keeps the LAPACK
+ * path above (dgemm, getrf, gecon beat the plain loops). The J modes (m^3 right-hand sides) and
+ * EIGH (its saved syevd factors live on the host) still take host copies. Failures are reported
+ * as the CPU path reports them: the lowest failing item, the tie check first for its item. */
+
+/* t, contiguous and of dtype dt on its own device: t itself, or a step copy. */
+static const ddn_tensor *dense_as(ddn_ctx *ctx, const ddn_tensor *t, ddn_dtype dt)
+{
+    if (t->dtype == dt && ddn_tensor_is_contiguous(t)) return t;
+    ddn_tensor *c = ddn_tensor_new(ctx, dt, t->ndim, t->shape);
+    return c && ddn_tensor_copy_(c, t) == DDN_OK ? c : NULL;
+}
+
+ddn_status ddn_ied_vjp_e_device_(ddn_ctx *ctx, const ied_node_opts *no, const ied_saved *sv,
+                                 ddn_tensor *A, const ddn_tensor *y, const ddn_tensor *dy)
+{
+    const int64_t B = A->shape[0], m = A->shape[1];
+    const ddn_ied_backward mode = no->mode;
+    const bool ift = mode == DDN_IED_BACKWARD_IFT_E;
+    int64_t tie = -1; /* the solver's gap check, as the CPU path applies it */
+    for (int64_t b = 0; no->o.check_gap && b < B && tie < 0; b++)
+        if (sv->tied[b]) tie = b;
+    ddn_mark mark = ddn_ctx_mark(ctx);
+    ddn_ied_vjp_item *items = ddn_ctx_scratch(ctx, (size_t)(B ? B : 1) * sizeof *items);
+    double *z = ift ? ddn_ctx_scratch(ctx, (size_t)(m ? m : 1) * sizeof *z) : NULL;
+    const ddn_tensor *Ad = dense_as(ctx, A, A->dtype), *yd = Ad ? dense_as(ctx, y, A->dtype) : NULL;
+    const ddn_tensor *vd = yd ? dense_as(ctx, dy, A->dtype) : NULL;
+    if (!items || (ift && !z) || !vd) return ddn_ctx_status(ctx);
+    if (ift) ddn_ied_ift_probe_(m, z);
+    /* a tie fails the call: then solve only, to find a lower failing item (the CPU's order) */
+    ddn_tensor *dA = A->requires_grad && tie < 0 ? A->grad : NULL;
+    ddn_status st = ddn_k(A)->ied_vjp_e(dA, Ad, yd, vd, ift, z, items);
+    int64_t fail = -1;
+    for (int64_t b = 0; st == DDN_OK && b < B && fail < 0; b++)
+        if (items[b].code != DDN_IEDB_LU && items[b].code != DDN_IEDB_NEUMANN) fail = b;
+    bwd_err err = {.status = DDN_OK};
+    if (st != DDN_OK) {
+        /* the kernel's own message is set */
+    } else if (tie >= 0 && (fail < 0 || tie <= fail)) {
+        fail_tied(&err, no, mode, tie, B, m);
+    } else if (fail >= 0 && items[fail].code == DDN_IEDB_AY_ZERO) {
+        fail_ay_zero(&err, mode, fail, B);
+    } else if (fail >= 0 && (items[fail].code == DDN_IEDB_NONFINITE_A ||
+                             items[fail].code == DDN_IEDB_NONFINITE_V)) {
+        fail_nonfinite(&err, mode, items[fail].code == DDN_IEDB_NONFINITE_V, fail, B, m);
+    } else if (fail >= 0) {
+        fail_singular(&err, mode, ift ? IFT_SYSTEM : KKT_SYSTEM, fail, B, ift ? m : m + 1,
+                      items[fail].rcond);
+    }
+    if (err.status != DDN_OK) st = ddn_ctx_set_error(ctx, err.status, "%s", err.msg);
+    ddn_ctx_rewind(ctx, mark);
+    return st;
+}
+
 typedef struct bwd_thread_rec {
     int64_t fail_item; /* this thread's lowest failing item, or -1 */
     bwd_err err;
@@ -396,6 +497,7 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
     const bool ddn = mode == DDN_IED_BACKWARD_DDN_E || mode == DDN_IED_BACKWARD_DDN_J;
     const bool jac = mode == DDN_IED_BACKWARD_DDN_J || mode == DDN_IED_BACKWARD_IFT_J;
     if (!ddn_grad_buffer(ctx, A)) return ddn_ctx_status(ctx); /* made before the mark below */
+    if (ddn_device_path(ctx, A->device) && !jac) return ddn_ied_vjp_e_device_(ctx, no, sv, A, y, dy);
 
     /* one level of parallelism (solver_util.h); the J modes keep one thread (m^3 scratch) */
     const int nth = jac ? 1 : ddn_solver_threads(B);
@@ -435,7 +537,7 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
             for (int64_t i = 0; i < m; i++) yd[b * m + i] /= ny;
     }
     for (int t = 0; t < nws; t++) rec[t].fail_item = -1;
-    if (mode == DDN_IED_BACKWARD_IFT_E) ift_probe(m, z);
+    if (mode == DDN_IED_BACKWARD_IFT_E) ddn_ied_ift_probe_(m, z);
 
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nws) if (nws > 1)
@@ -447,11 +549,7 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
         lapack_int *piv = (lapack_int *)(mine + ddn_solver_align(pd * sizeof(double)));
         bwd_err err = {.status = DDN_OK};
         if (no->o.check_gap && sv->tied[b]) {
-            bwd_fail(&err, DDN_ERR_SINGULAR, "ied (%s): item %lld of %lld (A %lldx%lld): the "
-                     "dominant eigenvalue is repeated or nearly so (the solver's gap check, "
-                     "tie_tol %g): y is not unique and the %s system is singular",
-                     ddn_ied_mode_name_(mode), (long long)b, (long long)B, (long long)m,
-                     (long long)m, no->o.tie_tol, ddn ? "bordered KKT" : "IFT");
+            fail_tied(&err, no, mode, b, B, m);
         } else {
             if (a64) {
                 Ab = (double *)ddn_tensor_ptr(A) + b * m * m;

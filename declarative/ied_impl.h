@@ -107,6 +107,16 @@ ddn_status ddn_ied_power_diagnose(ddn_ctx *ctx, const ddn_tensor *A, const ddn_i
  * rules of ddn_ied_solve's SI, whose messages it gives. o validated, method SI. */
 ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
                             ddn_tensor *y, ddn_ied_info *info);
+/* The E modes' backward through the backend's ied_vjp_e kernel (ied_backward.c): what
+ * ddn_ied_vjp_ runs for A on a device other than the CPU. A->grad already made (or A needs none);
+ * the solver's tie flags in sv, as the CPU path. Exported for tests, which run it on the CPU (the
+ * block algorithm's CPU instance) to check its reporting without a GPU. */
+ddn_status ddn_ied_vjp_e_device_(ddn_ctx *ctx, const ied_node_opts *no, const ied_saved *sv,
+                                 ddn_tensor *A, const ddn_tensor *y, const ddn_tensor *dy);
+
+/* The IFT_E probe column z (m): fixed pseudo-random N(0, 1) entries (ied_backward.c; the device
+ * path uploads the same). Exported for tests. */
+void ddn_ied_ift_probe_(int64_t m, double *z);
 
 /* UNROLL (ied_unroll.c): PI or SI recorded op by op; A already validated (B, m, m) float;
  * o already validated by ddn_ied_solve's checks. */

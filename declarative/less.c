@@ -417,7 +417,7 @@ static const ddn_decl_vtbl less_vtbl = {.name = "less", .solve = less_solve_node
 ddn_tensor *ddn_less(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
                      ddn_less_backward backward, ddn_decl_info *info)
 {
-    return ddn_less_ex(ctx, A, b, opts, backward, info, A && A->device != DDN_DEVICE_CPU);
+    return ddn_less_ex(ctx, A, b, opts, backward, info, ctx && A && ddn_device_path(ctx, A->device));
 }
 
 ddn_tensor *ddn_less_ex(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,

@@ -18,6 +18,8 @@
 
 #include "ddn_impl.h"
 #include "less_impl.h"
+#include "ied_backward_blk.h"
+#include "ied_impl.h"
 #include "test_util.h"
 
 static ddn_ctx *cpu, *gpu;
@@ -852,6 +854,82 @@ static void test_cnn_training_run(void **state)
     ddn_ctx_free(data);
 }
 
+/* ---- device: the IED layer's implicit backward, E modes (ied_vjp_e) ----------------------------
+ * The layer in both contexts (the device's backward is its block kernel; self-check: the LAPACK
+ * path twice), and the kernel entry called directly in the device context (self-check: the block
+ * algorithm's CPU instance), against the CPU layer's LAPACK gradient. Both compute in float64
+ * from the same inputs (tests/test_ied_blk.c): 1e-9 of the largest entry in float64 (where each
+ * Neumann iteration stops, times cond(H)), 2.5e-7 in float32 (one float32 ulp after rounding).
+ * Item 1 is diag(5, 5, 1, ...): a tie, refused on both with the same status and item. */
+static void test_ied_backward_e_modes(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    enum { B = 3, m = 24 };
+    ddn_rng rng;
+    ddn_rng_seed(&rng, 230);
+    double A[B * m * m], v[B * m], z[m], g[B * m * m];
+    for (int i = 0; i < B * m * m; i++) A[i] = fabs(ddn_rng_normal(&rng));
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j <= i; j++) {
+                double *a = A + b * m * m, s = a[i * m + j] + a[j * m + i];
+                a[i * m + j] = a[j * m + i] = s;
+            }
+    for (int i = 0; i < B * m; i++) v[i] = ddn_rng_normal(&rng);
+    ddn_ied_ift_probe_(m, z);
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++)
+        for (int ift = 0; ift <= 1; ift++) {
+            const ddn_ied_backward mode = ift ? DDN_IED_BACKWARD_IFT_E : DDN_IED_BACKWARD_DDN_E;
+            ddn_tensor *a64 = ddn_tensor_from_host(cpu, DDN_DTYPE_F64, DDN_SHAPE(B, m, m), A);
+            ddn_tensor *v64 = ddn_tensor_from_host(cpu, DDN_DTYPE_F64, DDN_SHAPE(B, m), v);
+            ddn_tensor *a = ddn_tensor_new(cpu, dt, DDN_SHAPE(B, m, m));
+            ddn_tensor *vc = ddn_zeros(cpu, dt, DDN_SHAPE(B, m));
+            assert_ok(cpu, ddn_tensor_copy_(a, a64));
+            assert_ok(cpu, ddn_tensor_copy_(vc, v64));
+            ddn_tensor *ga = on_gpu(a), *gv = on_gpu(vc);
+            assert_ok(cpu, ddn_tensor_set_requires_grad(a, true));
+            assert_ok(gpu, ddn_tensor_set_requires_grad(ga, true));
+            ddn_tensor *y = ddn_ied(cpu, a, NULL, mode, NULL, NULL);
+            ddn_tensor *gy = ddn_ied(gpu, ga, NULL, mode, NULL, NULL);
+            if (!y || !gy) fail_msg("ied: %s / %s", ddn_ctx_errmsg(cpu), ddn_ctx_errmsg(gpu));
+            assert_ok(cpu, ddn_backward_with_grad(cpu, y, vc));
+            assert_ok(gpu, ddn_backward_with_grad(gpu, gy, gv));
+            assert_ok(cpu, ddn_tensor_to_host(a->grad, DDN_DTYPE_F64, g));
+            double gmax = 0;
+            for (int i = 0; i < B * m * m; i++) gmax = fmax(gmax, fabs(g[i]));
+            const double t = (dt == DDN_DTYPE_F32 ? 2.5e-7 : 1e-9) * gmax;
+            assert_tensor_close(ga->grad, a->grad, t, 0);
+            /* the kernel entry itself, on the device's y */
+            ddn_tensor *dA = ddn_zeros(gpu, dt, DDN_SHAPE(B, m, m));
+            ddn_ied_vjp_item items[B];
+            assert_ok(gpu, ddn_k(ga)->ied_vjp_e(dA, ga, gy, gv, ift, z, items));
+            for (int b = 0; b < B; b++)
+                assert_true(items[b].code == DDN_IEDB_LU || items[b].code == DDN_IEDB_NEUMANN);
+            assert_tensor_close(dA, a->grad, t, 0);
+            /* a tie in item 1: the solver's gap check flags it, the backward refuses it */
+            double At[B * m * m];
+            memcpy(At, A, sizeof At);
+            memset(At + m * m, 0, sizeof(double) * m * m);
+            for (int i = 0; i < m; i++) At[m * m + i * m + i] = i < 2 ? 5 : 1;
+            ddn_tensor *tc = ddn_tensor_new(cpu, dt, DDN_SHAPE(B, m, m));
+            assert_ok(cpu, ddn_tensor_copy_(tc, ddn_tensor_from_host(cpu, DDN_DTYPE_F64,
+                                                                     DDN_SHAPE(B, m, m), At)));
+            ddn_tensor *tg = on_gpu(tc);
+            assert_ok(cpu, ddn_tensor_set_requires_grad(tc, true));
+            assert_ok(gpu, ddn_tensor_set_requires_grad(tg, true));
+            ddn_tensor *ty = ddn_ied(cpu, tc, NULL, mode, NULL, NULL);
+            ddn_tensor *tgy = ddn_ied(gpu, tg, NULL, mode, NULL, NULL);
+            if (!ty || !tgy) fail_msg("ied: %s / %s", ddn_ctx_errmsg(cpu), ddn_ctx_errmsg(gpu));
+            assert_int_equal(ddn_backward_with_grad(cpu, ty, vc), DDN_ERR_SINGULAR);
+            assert_error(cpu, DDN_ERR_SINGULAR, "item 1 of 3");
+            assert_int_equal(ddn_backward_with_grad(gpu, tgy, gv), DDN_ERR_SINGULAR);
+            assert_error(gpu, DDN_ERR_SINGULAR, "item 1 of 3");
+            ddn_ctx_reset_step(cpu);
+            ddn_ctx_reset_step(gpu);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -874,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_less_forward_and_backward_e),
         cmocka_unit_test(test_short_training_run),
         cmocka_unit_test(test_cnn_training_run),
+        cmocka_unit_test(test_ied_backward_e_modes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

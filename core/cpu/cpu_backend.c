@@ -71,6 +71,8 @@ static const ddn_kernels cpu_kernels = {
     /* LESS per item, the block code's CPU instances (declarative/less_blk.c) */
     .less_iterate = ddn_cpu_less_iterate,
     .less_vjp_e = ddn_cpu_less_vjp_e,
+    /* declarative layers' block algorithms */
+    .ied_vjp_e = ddn_cpu_ied_vjp_e,
 };
 
 const ddn_backend ddn_cpu_backend = {

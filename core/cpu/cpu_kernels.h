@@ -106,5 +106,9 @@ ddn_status ddn_cpu_less_iterate(ddn_tensor *y, const ddn_tensor *A, const ddn_te
 ddn_status ddn_cpu_less_vjp_e(ddn_tensor *dA, ddn_tensor *db, const ddn_tensor *A,
                               const ddn_tensor *b, const ddn_tensor *y, const ddn_tensor *v,
                               const ddn_tensor *nu, struct ddn_less_item *item);
+/* The IED E-mode backward's block algorithm on the CPU (declarative/ied_backward_blk.c). */
+ddn_status ddn_cpu_ied_vjp_e(ddn_tensor *dA, const ddn_tensor *A, const ddn_tensor *y,
+                             const ddn_tensor *v, bool ift, const double *z,
+                             ddn_ied_vjp_item *items);
 
 #endif
