@@ -55,6 +55,17 @@ static int cuda_group_teardown(void **state)
         ddn_ctx_reset_step(gpu);                                                               \
     } while (0)
 
+/* Seeded uniform values in the CPU context (on_gpu gives the device the same values). */
+static inline ddn_tensor *cpu_rand(ddn_dtype dt, int ndim, const int64_t *shape, double lo,
+                                   double hi, uint64_t seed)
+{
+    ddn_rng rng;
+    ddn_rng_seed(&rng, seed);
+    ddn_tensor *t = ddn_rand_uniform(cpu, &rng, dt, ndim, shape, lo, hi);
+    assert_non_null(t);
+    return t;
+}
+
 /* t (any context) copied into the device context. */
 static inline ddn_tensor *on_gpu(const ddn_tensor *t)
 {

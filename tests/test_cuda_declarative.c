@@ -13,6 +13,9 @@
 #include "cuda_test_util.h"
 #include "ddn_impl.h"
 #include "ied.h"
+#include "ied_backward_blk.h"
+#include "ied_impl.h"
+#include "less_impl.h"
 
 /* |G| + |G|^T (sym) or |G| (not), G ~ N(0, 1): the paper's inputs. (B, m, m) float64. */
 static void paper_input(ddn_rng *rng, bool sym, int B, int m, double *A)
@@ -166,11 +169,152 @@ static void test_ied_errors(void **state)
     check_same_error(DDN_IED_BACKWARD_DDN_E, 1, 3, tied, DDN_ERR_SINGULAR);
 }
 
+/* ---- device: the LESS layer (block code, one block per item) against the CPU host path -------- */
+/* The device side runs ddn_less_ex with block = true, which is what ddn_less does off the CPU; in
+ * self-check mode that is the block code's CPU instance. Expected differences (the reasoning and
+ * the measurements are in tests/test_less_blk.c): float64 forward, a converging method: iteration
+ * counts within 2, objectives within 100 tol + 1e-12 relative, and y within 1e-7 where the counts
+ * agree; backward E at an EXACT y (the same y on both sides): 1e-9 of the largest entry (float64),
+ * one float32 rounding (float32). */
+static void less_grads(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *o,
+                       ddn_decl_info *info, ddn_tensor **y, ddn_tensor **gA, ddn_tensor **gb)
+{
+    *y = ddn_less_ex(ctx, A, b, o, DDN_LESS_BACKWARD_E, info, ctx == gpu);
+    if (!*y) fail_msg("less: %s", ddn_ctx_errmsg(ctx));
+    /* L = sum(r * y) for a fixed random r (sum(y * y) would be constant on the sphere) */
+    ddn_tensor *r = cpu_rand((*y)->dtype, DDN_SHAPE(4, 8), -1, 1, 302);
+    if (ctx == gpu) r = on_gpu(r);
+    assert_ok(ctx, ddn_backward(ctx, ddn_sum(ctx, ddn_mul(ctx, *y, r), 0, NULL, false)));
+    *gA = A->grad, *gb = b->grad;
+}
+
+static void test_less_forward_and_backward_e(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++) {
+        ddn_tensor *A = cpu_rand(dt, DDN_SHAPE(4, 16, 8), -1, 1, 300);
+        ddn_tensor *b = cpu_rand(dt, DDN_SHAPE(4, 16), -2, 2, 301);
+        ddn_tensor *gA_in = on_gpu(A), *gb_in = on_gpu(b);
+        assert_ok(cpu, ddn_tensor_set_requires_grad(A, true));
+        assert_ok(cpu, ddn_tensor_set_requires_grad(b, true));
+        assert_ok(gpu, ddn_tensor_set_requires_grad(gA_in, true));
+        assert_ok(gpu, ddn_tensor_set_requires_grad(gb_in, true));
+        ddn_less_opts o = DDN_LESS_OPTS_DEFAULT;
+        ddn_decl_info ic, ig;
+        ddn_tensor *y, *gy, *dA, *dgA, *db, *dgb;
+        if (dt == DDN_DTYPE_F64) { /* the iterative forward (PGD+RM+TWD) */
+            less_grads(cpu, A, b, &o, &ic, &y, &dA, &db);
+            less_grads(gpu, gA_in, gb_in, &o, &ig, &gy, &dgA, &dgb);
+            for (int64_t i = 0; i < 4; i++) {
+                int64_t itc = (int64_t)ddn_tensor_get(ic.iterations, &i);
+                int64_t itg = (int64_t)ddn_tensor_get(ig.iterations, &i);
+                assert_true(llabs(itc - itg) <= 2);
+                double fc = ddn_tensor_get(ic.fpd, &i), fg = ddn_tensor_get(ig.fpd, &i);
+                fc = 0.5 * fc * fc, fg = 0.5 * fg * fg;
+                assert_true(fabs(fc - fg) <= 100 * o.tol + 1e-12 * fc);
+                for (int64_t j = 0; j < 8 && itc == itg; j++)
+                    assert_true(fabs(ddn_tensor_get(y, (int64_t[]){i, j}) -
+                                     ddn_tensor_get(gy, (int64_t[]){i, j})) <= 1e-7);
+            }
+            ddn_tensor_zero_grad(A), ddn_tensor_zero_grad(b);
+            ddn_tensor_zero_grad(gA_in), ddn_tensor_zero_grad(gb_in);
+        }
+        o.method = DDN_LESS_EXACT; /* the backward alone: the same y on both sides */
+        less_grads(cpu, A, b, &o, &ic, &y, &dA, &db);
+        less_grads(gpu, gA_in, gb_in, &o, &ig, &gy, &dgA, &dgb);
+        assert_tensor_close(gy, y, 0, 0);
+        double t = dt == DDN_DTYPE_F32 ? 1e-6 : 1e-9;
+        double sA = ddn_tensor_item(ddn_max(cpu, ddn_abs(cpu, dA), 0, NULL, false));
+        double sb = ddn_tensor_item(ddn_max(cpu, ddn_abs(cpu, db), 0, NULL, false));
+        assert_tensor_close(dgA, dA, t * sA, dt == DDN_DTYPE_F32 ? 2.4e-7 : 0);
+        assert_tensor_close(dgb, db, t * sb, dt == DDN_DTYPE_F32 ? 2.4e-7 : 0);
+    }
+}
+
+/* ---- device: the IED layer's implicit backward, E modes (ied_vjp_e) ----------------------------
+ * The layer in both contexts (the device's backward is its block kernel; self-check: the LAPACK
+ * path twice), and the kernel entry called directly in the device context (self-check: the block
+ * algorithm's CPU instance), against the CPU layer's LAPACK gradient. Both compute in float64
+ * from the same inputs (tests/test_ied_blk.c): 1e-9 of the largest entry in float64 (where each
+ * Neumann iteration stops, times cond(H)), 2.5e-7 in float32 (one float32 ulp after rounding).
+ * Item 1 is diag(5, 5, 1, ...): a tie, refused on both with the same status and item. */
+static void test_ied_backward_e_modes(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    enum { B = 3, m = 24 };
+    ddn_rng rng;
+    ddn_rng_seed(&rng, 230);
+    double A[B * m * m], v[B * m], z[m], g[B * m * m];
+    for (int i = 0; i < B * m * m; i++) A[i] = fabs(ddn_rng_normal(&rng));
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j <= i; j++) {
+                double *a = A + b * m * m, s = a[i * m + j] + a[j * m + i];
+                a[i * m + j] = a[j * m + i] = s;
+            }
+    for (int i = 0; i < B * m; i++) v[i] = ddn_rng_normal(&rng);
+    ddn_ied_ift_probe_(m, z);
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++)
+        for (int ift = 0; ift <= 1; ift++) {
+            const ddn_ied_backward mode = ift ? DDN_IED_BACKWARD_IFT_E : DDN_IED_BACKWARD_DDN_E;
+            ddn_tensor *a64 = ddn_tensor_from_host(cpu, DDN_DTYPE_F64, DDN_SHAPE(B, m, m), A);
+            ddn_tensor *v64 = ddn_tensor_from_host(cpu, DDN_DTYPE_F64, DDN_SHAPE(B, m), v);
+            ddn_tensor *a = ddn_tensor_new(cpu, dt, DDN_SHAPE(B, m, m));
+            ddn_tensor *vc = ddn_zeros(cpu, dt, DDN_SHAPE(B, m));
+            assert_ok(cpu, ddn_tensor_copy_(a, a64));
+            assert_ok(cpu, ddn_tensor_copy_(vc, v64));
+            ddn_tensor *ga = on_gpu(a), *gv = on_gpu(vc);
+            assert_ok(cpu, ddn_tensor_set_requires_grad(a, true));
+            assert_ok(gpu, ddn_tensor_set_requires_grad(ga, true));
+            ddn_tensor *y = ddn_ied(cpu, a, NULL, mode, NULL, NULL);
+            ddn_tensor *gy = ddn_ied(gpu, ga, NULL, mode, NULL, NULL);
+            if (!y || !gy) fail_msg("ied: %s / %s", ddn_ctx_errmsg(cpu), ddn_ctx_errmsg(gpu));
+            assert_ok(cpu, ddn_backward_with_grad(cpu, y, vc));
+            assert_ok(gpu, ddn_backward_with_grad(gpu, gy, gv));
+            assert_ok(cpu, ddn_tensor_to_host(a->grad, DDN_DTYPE_F64, g));
+            double gmax = 0;
+            for (int i = 0; i < B * m * m; i++) gmax = fmax(gmax, fabs(g[i]));
+            const double t = (dt == DDN_DTYPE_F32 ? 2.5e-7 : 1e-9) * gmax;
+            assert_tensor_close(ga->grad, a->grad, t, 0);
+            /* the kernel entry itself, on the device's y */
+            ddn_tensor *dA = ddn_zeros(gpu, dt, DDN_SHAPE(B, m, m));
+            ddn_ied_vjp_item items[B];
+            assert_ok(gpu, ddn_k(ga)->ied_vjp_e(dA, ga, gy, gv, ift, z, items));
+            for (int b = 0; b < B; b++)
+                assert_true(items[b].code == DDN_IEDB_LU || items[b].code == DDN_IEDB_NEUMANN);
+            assert_tensor_close(dA, a->grad, t, 0);
+            /* a tie in item 1: the solver's gap check flags it, the backward refuses it */
+            double At[B * m * m];
+            memcpy(At, A, sizeof At);
+            memset(At + m * m, 0, sizeof(double) * m * m);
+            for (int i = 0; i < m; i++) At[m * m + i * m + i] = i < 2 ? 5 : 1;
+            ddn_tensor *tc = ddn_tensor_new(cpu, dt, DDN_SHAPE(B, m, m));
+            assert_ok(cpu, ddn_tensor_copy_(tc, ddn_tensor_from_host(cpu, DDN_DTYPE_F64,
+                                                                     DDN_SHAPE(B, m, m), At)));
+            ddn_tensor *tg = on_gpu(tc);
+            assert_ok(cpu, ddn_tensor_set_requires_grad(tc, true));
+            assert_ok(gpu, ddn_tensor_set_requires_grad(tg, true));
+            ddn_tensor *ty = ddn_ied(cpu, tc, NULL, mode, NULL, NULL);
+            ddn_tensor *tgy = ddn_ied(gpu, tg, NULL, mode, NULL, NULL);
+            if (!ty || !tgy) fail_msg("ied: %s / %s", ddn_ctx_errmsg(cpu), ddn_ctx_errmsg(gpu));
+            assert_int_equal(ddn_backward_with_grad(cpu, ty, vc), DDN_ERR_SINGULAR);
+            assert_error(cpu, DDN_ERR_SINGULAR, "item 1 of 3");
+            assert_int_equal(ddn_backward_with_grad(gpu, tgy, gv), DDN_ERR_SINGULAR);
+            assert_error(gpu, DDN_ERR_SINGULAR, "item 1 of 3");
+            ddn_ctx_reset_step(cpu);
+            ddn_ctx_reset_step(gpu);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ied_modes),
         cmocka_unit_test(test_ied_errors),
+        cmocka_unit_test(test_ied_backward_e_modes),
+        cmocka_unit_test(test_less_forward_and_backward_e),
     };
     return cmocka_run_group_tests(tests, cuda_group_setup, cuda_group_teardown);
 }
