@@ -106,8 +106,8 @@ static bool needs_symmetric(ddn_ied_backward mode)
     return mode == DDN_IED_BACKWARD_DDN_E || mode == DDN_IED_BACKWARD_DDN_J;
 }
 
-/* The LAPACK / BLAS solver (ied_solver.c) on host memory: A's own when it is a contiguous CPU
- * tensor, else a host copy (SI on a device, until it has a device version). */
+/* The LAPACK / BLAS solver (ied_solver.c) on host memory: A's own (a contiguous CPU tensor) or
+ * a host copy. */
 static ddn_status solve_on_host(ddn_ctx *ctx, const ied_node_opts *no, const ddn_tensor *A,
                                 ddn_tensor *y, ddn_ied_info *inf)
 {
@@ -132,12 +132,16 @@ static ddn_status solve_on_host(ddn_ctx *ctx, const ied_node_opts *no, const ddn
     return st;
 }
 
-/* PI where A lives, through the backend's ied_power kernel (ied_power.c); the symmetry the DDN
- * modes need comes back in the diagnostics, and its refusal comes first, as on the host. */
+/* Where A lives: PI (and SI with one column, the same iteration) through the backend's
+ * ied_power kernel (ied_power.c), SI through batched products and QR (ied_si_device.c). The
+ * symmetry the DDN modes need comes back in the diagnostics, and its refusal comes first, as on
+ * the host. */
 static ddn_status solve_on_device(ddn_ctx *ctx, const ied_node_opts *no, const ddn_tensor *A,
                                   ddn_tensor *y, ddn_ied_info *inf)
 {
-    ddn_status st = ddn_ied_power_solve(ctx, A, &no->o, y, inf);
+    ddn_status st = no->o.method == DDN_IED_PI || no->o.k == 1
+                        ? ddn_ied_power_solve(ctx, A, &no->o, y, inf)
+                        : ddn_ied_si_solve(ctx, A, &no->o, y, inf);
     if (needs_symmetric(no->mode))
         for (int64_t b = 0; b < A->shape[0]; b++)
             if (!inf[b].symmetric) return ddn_ied_refuse_nonsymmetric_(ctx, no->mode, b, A);
@@ -158,9 +162,8 @@ static ddn_status ied_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *i
     ddn_mark mark = ddn_ctx_mark(ctx); /* temporaries below die before returning */
     ddn_ied_info *inf = ddn_ctx_scratch(ctx, (size_t)(B ? B : 1) * sizeof *inf);
     if (!inf) return ddn_ctx_status(ctx);
-    const bool device = ddn_device_path(ctx, A->device) && no->o.method == DDN_IED_PI;
-    ddn_status st = device ? solve_on_device(ctx, no, A, y, inf)
-                           : solve_on_host(ctx, no, A, y, inf);
+    ddn_status st = ddn_device_path(ctx, A->device) ? solve_on_device(ctx, no, A, y, inf)
+                                                    : solve_on_host(ctx, no, A, y, inf);
     if (st == DDN_OK) {
         int64_t *it = ddn_tensor_ptr(info->iterations), *cv = ddn_tensor_ptr(info->converged);
         double *fpd = ddn_tensor_ptr(info->fpd);

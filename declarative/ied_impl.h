@@ -90,6 +90,12 @@ ddn_status ddn_ied_input_error_(ddn_ctx *ctx, const char *mode, int64_t b, int64
 ddn_status ddn_ied_refuse_nonsymmetric_(ddn_ctx *ctx, ddn_ied_backward mode, int64_t item,
                                        const ddn_tensor *A);
 
+/* The status ddn_ied_solve gives for these per-item outcomes (its messages): the lowest item
+ * whose err is set, else (o->strict) the lowest not converged; DDN_OK otherwise. */
+ddn_status ddn_ied_power_report(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                                double tol, const ddn_ied_info *info,
+                                const ddn_ied_power_err *err);
+
 /* The block kernel's input checks alone (no iterations): per item info->symmetric (pairs with
  * a NaN not counted), info->shift (Gershgorin, when shift) and err->code
  * DDN_IED_POWER_NONFINITE / _ZERO / _OK. For layers that need them on a device without copying

@@ -117,6 +117,38 @@ static ddn_status launch(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *
     return ctx->kernels.ied_power(y, a, rnd, ref, gstart, p, info, err);
 }
 
+ddn_status ddn_ied_power_report(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
+                                double tol, const ddn_ied_info *info,
+                                const ddn_ied_power_err *err)
+{
+    const int64_t B = A->shape[0], m = A->shape[1];
+    const char *meth = o->method == DDN_IED_SI ? "SI" : "PI";
+    int64_t fail = -1, nc = -1;
+    for (int64_t i = 0; i < B && fail < 0; i++) {
+        if (err[i].code != DDN_IED_POWER_OK) fail = i;
+        else if (!info[i].converged && nc < 0) nc = i;
+    }
+    if (fail >= 0) {
+        char msg[160];
+        err_text(&err[fail], msg, sizeof msg);
+        ddn_status code = err[fail].code == DDN_IED_POWER_ZERO ||
+                                  err[fail].code == DDN_IED_POWER_NILPOTENT
+                              ? DDN_ERR_SINGULAR
+                              : DDN_ERR_NUMERIC;
+        return ddn_ctx_set_error(ctx, code, "ied_solve: item %lld of %lld (A %lldx%lld, %s, %s): "
+                                 "%s", (long long)fail, (long long)B, (long long)m, (long long)m,
+                                 ddn_dtype_name(A->dtype), meth, msg);
+    }
+    if (o->strict && nc >= 0)
+        return ddn_ctx_set_error(ctx, DDN_ERR_NOT_CONVERGED,
+                                 "ied_solve: item %lld of %lld (A %lldx%lld, %s): %s did not "
+                                 "converge in %lld iterations (last step %.3g, tol %g)",
+                                 (long long)nc, (long long)B, (long long)m, (long long)m,
+                                 ddn_dtype_name(A->dtype), meth, (long long)o->max_iter,
+                                 info[nc].step, tol);
+    return DDN_OK;
+}
+
 ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *o,
                                ddn_tensor *y, ddn_ied_info *info)
 {
@@ -132,28 +164,7 @@ ddn_status ddn_ied_power_solve(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_
     ddn_mark mark = ddn_ctx_mark(ctx);
     ddn_ied_power_err *err = ddn_ctx_scratch(ctx, (size_t)B * sizeof *err);
     ddn_status st = err ? launch(ctx, A, o, &p, NULL, y, info, err) : ddn_ctx_status(ctx);
-    int64_t fail = -1, nc = -1;
-    for (int64_t i = 0; i < B && st == DDN_OK && fail < 0; i++) {
-        if (err[i].code != DDN_IED_POWER_OK) fail = i;
-        else if (!info[i].converged && nc < 0) nc = i;
-    }
-    if (fail >= 0) {
-        char msg[160];
-        err_text(&err[fail], msg, sizeof msg);
-        ddn_status code = err[fail].code == DDN_IED_POWER_ZERO ||
-                                  err[fail].code == DDN_IED_POWER_NILPOTENT
-                              ? DDN_ERR_SINGULAR
-                              : DDN_ERR_NUMERIC;
-        st = ddn_ctx_set_error(ctx, code, "ied_solve: item %lld of %lld (A %lldx%lld, %s, PI): %s",
-                               (long long)fail, (long long)B, (long long)m, (long long)m,
-                               ddn_dtype_name(dt), msg);
-    } else if (st == DDN_OK && o->strict && nc >= 0) {
-        st = ddn_ctx_set_error(ctx, DDN_ERR_NOT_CONVERGED,
-                               "ied_solve: item %lld of %lld (A %lldx%lld, %s): PI did not "
-                               "converge in %lld iterations (last step %.3g, tol %g)",
-                               (long long)nc, (long long)B, (long long)m, (long long)m,
-                               ddn_dtype_name(dt), (long long)o->max_iter, info[nc].step, p.tol);
-    }
+    if (st == DDN_OK) st = ddn_ied_power_report(ctx, A, o, p.tol, info, err);
     ddn_ctx_rewind(ctx, mark);
     return st;
 }

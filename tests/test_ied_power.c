@@ -71,7 +71,8 @@ static void run_both(ddn_ctx *ctx, ddn_dtype dt, int B, int m, const double *A,
     *st_ref = ddn_ied_solve(ctx, dt, B, m, ddn_tensor_ptr(a), o, &out);
     snprintf(msg_ref, 512, "%s", *st_ref == DDN_OK ? "" : ddn_ctx_errmsg(ctx));
     ddn_ctx_clear_error(ctx);
-    *st_blk = ddn_ied_power_solve(ctx, a, o, yb, i_blk);
+    *st_blk = o->method == DDN_IED_SI && o->k > 1 ? ddn_ied_si_solve(ctx, a, o, yb, i_blk)
+                                                  : ddn_ied_power_solve(ctx, a, o, yb, i_blk);
     snprintf(msg_blk, 512, "%s", *st_blk == DDN_OK ? "" : ddn_ctx_errmsg(ctx));
     ddn_ctx_clear_error(ctx);
     assert_ok(ctx, ddn_tensor_to_host(yr, DDN_DTYPE_F64, y_ref));
@@ -176,6 +177,40 @@ static void test_reference_and_cap(void **state)
     ddn_ctx_free(ctx);
 }
 
+/* SI (ied_si_device.c) on the CPU backend: batched products and LAPACK QR per iteration, items
+ * frozen as they converge, against the per-item solver. */
+static void test_si(void **state)
+{
+    (void)state;
+    ddn_ctx *ctx = ddn_ctx_new(DDN_DEVICE_CPU, NULL);
+    static const int ks[] = {2, 3, 8};
+    for (int d = 0; d < 2; d++) {
+        const ddn_dtype dt = d ? DDN_DTYPE_F64 : DDN_DTYPE_F32;
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            ddn_ied_opts o = DDN_IED_OPTS_DEFAULT;
+            o.method = DDN_IED_SI, o.k = ks[ki];
+            check_case(ctx, dt, SYM, 3, 12, &o, 80 + ki);
+            check_case(ctx, dt, NONSYM, 3, 9, &o, 90 + ki);
+            check_case(ctx, dt, NEG_SYM, 2, 10, &o, 100 + ki);
+            o.shift = true;
+            check_case(ctx, dt, GAUSS_SYM, 2, 10, &o, 110 + ki);
+            o.shift = false, o.random_init = true, o.seed = 3;
+            check_case(ctx, dt, SYM, 2, 16, &o, 120 + ki);
+            o.random_init = false, o.sign = DDN_IED_SIGN_REFERENCE;
+            check_case(ctx, dt, SYM, 2, 16, &o, 130 + ki);
+        }
+        ddn_ied_opts o = DDN_IED_OPTS_DEFAULT;
+        o.method = DDN_IED_SI, o.k = 4;
+        o.max_iter = 3;
+        check_case(ctx, dt, SYM, 3, 12, &o, 140);
+        o.max_iter = 1000, o.k = 6;
+        check_case(ctx, dt, SYM, 2, 6, &o, 141); /* k = m */
+        o.k = 1;
+        check_case(ctx, dt, SYM, 2, 6, &o, 142); /* one column: the power kernel */
+    }
+    ddn_ctx_free(ctx);
+}
+
 /* One item's failure: both fail with the same status and message. */
 static void check_failure(ddn_ctx *ctx, ddn_dtype dt, int B, int m, const double *A,
                           const ddn_ied_opts *o, ddn_status want)
@@ -212,6 +247,14 @@ static void test_failures(void **state)
         s.strict = true, s.max_iter = 1;
         double P[9] = {3, 1, 0, 1, 2, 1, 0, 1, 1};
         check_failure(ctx, dt, 1, 3, P, &s, DDN_ERR_NOT_CONVERGED);
+        ddn_ied_opts si = o;
+        si.method = DDN_IED_SI, si.k = 2;
+        check_failure(ctx, dt, 3, 2, A, &si, DDN_ERR_NUMERIC);
+        check_failure(ctx, dt, 2, 2, Z, &si, DDN_ERR_SINGULAR);
+        double N3[9] = {0, 1, 0, 0, 0, 1, 0, 0, 0}; /* nilpotent: A^3 = 0 */
+        check_failure(ctx, dt, 1, 3, N3, &si, DDN_ERR_SINGULAR);
+        si.strict = true, si.max_iter = 1;
+        check_failure(ctx, dt, 1, 3, P, &si, DDN_ERR_NOT_CONVERGED);
     }
     ddn_ctx_free(ctx);
 }
@@ -241,6 +284,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_reference_and_cap),
+        cmocka_unit_test(test_si),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_restart),
     };
