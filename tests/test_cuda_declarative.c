@@ -308,6 +308,47 @@ static void test_ied_backward_e_modes(void **state)
         }
 }
 
+/* Every LESS backward mode in both contexts. E and J at the EXACT solution (the same y on both:
+ * EXACT solves on host copies), so the gradients differ only by the backward's own arithmetic:
+ * 1e-9 of the largest entry in float64, 1e-6 in float32 (the E kernel computes in float64 and
+ * rounds once; J on host copies both). UNROLL (float64, PGD+RM+TWD recorded op by op: device
+ * kernels in place of CPU ones, sums in another order): 1e-8. */
+static void test_less_modes(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    static const ddn_less_backward modes[] = {DDN_LESS_BACKWARD_E, DDN_LESS_BACKWARD_J,
+                                              DDN_LESS_BACKWARD_UNROLL};
+    for (int dt = DDN_DTYPE_F32; dt <= DDN_DTYPE_F64; dt++)
+        for (int k = 0; k < 3; k++) {
+            const bool unroll = modes[k] == DDN_LESS_BACKWARD_UNROLL;
+            if (unroll && dt == DDN_DTYPE_F32) continue;
+            ddn_less_opts o = DDN_LESS_OPTS_DEFAULT;
+            if (!unroll) o.method = DDN_LESS_EXACT;
+            ddn_tensor *A = cpu_rand(dt, DDN_SHAPE(3, 12, 6), -1, 1, 310 + k);
+            ddn_tensor *b = cpu_rand(dt, DDN_SHAPE(3, 12), -2, 2, 320 + k);
+            ddn_tensor *r = cpu_rand(dt, DDN_SHAPE(3, 6), -1, 1, 330 + k);
+            ddn_tensor *out[2][3];
+            for (int c = 0; c < 2; c++) {
+                ddn_ctx *ctx = c ? gpu : cpu;
+                ddn_tensor *a = c ? on_gpu(A) : A, *bb = c ? on_gpu(b) : b, *rr = c ? on_gpu(r) : r;
+                assert_ok(ctx, ddn_tensor_set_requires_grad(a, true));
+                assert_ok(ctx, ddn_tensor_set_requires_grad(bb, true));
+                ddn_tensor *y = ddn_less(ctx, a, bb, &o, modes[k], NULL);
+                if (!y) fail_msg("less (%s): %s", where(ctx), ddn_ctx_errmsg(ctx));
+                assert_ok(ctx, ddn_backward(ctx, ddn_sum(ctx, ddn_mul(ctx, y, rr), 0, NULL, false)));
+                out[c][0] = y, out[c][1] = a->grad, out[c][2] = bb->grad;
+            }
+            const double t = unroll ? 1e-8 : dt == DDN_DTYPE_F32 ? 1e-6 : 1e-9;
+            for (int i = 0; i < 3; i++) {
+                double sc = ddn_tensor_item(ddn_max(cpu, ddn_abs(cpu, out[0][i]), 0, NULL, false));
+                assert_tensor_close(out[1][i], out[0][i], t * fmax(sc, 1), 0);
+            }
+            ddn_ctx_reset_step(cpu);
+            ddn_ctx_reset_step(gpu);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_ied_errors),
         cmocka_unit_test(test_ied_backward_e_modes),
         cmocka_unit_test(test_less_forward_and_backward_e),
+        cmocka_unit_test(test_less_modes),
     };
     return cmocka_run_group_tests(tests, cuda_group_setup, cuda_group_teardown);
 }
