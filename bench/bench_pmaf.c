@@ -5,6 +5,8 @@
  * on a fixed random batch. One configuration per process, so the peak RSS printed at the end
  * (getrusage) is that configuration's alone. One warm-up step, then the median of --runs steps.
  * bench/run_pmaf.sh alternates this with bench/pmaf_torch.py (the same model in PyTorch 1.13).
+ * The model and the step are bench/pmaf_step.h, which `ddn bench --table resnet-ied` (any device)
+ * times too.
  *
  * --check N instead runs N steps on the batch and prints each loss: a sanity check that the
  * step trains (the loss falls) and that the parameter count equals PyTorch's (both print it).
@@ -20,32 +22,7 @@
 
 #include "bench_util.h"
 #include "ddn.h"
-
-#define HEAD_M 16
-#define CLASSES 10
-
-typedef struct bench {
-    ddn_ctx *ctx;
-    ddn_resnet *net;
-    ddn_pmaf_head *head;
-    ddn_optim *backbone_sgd, *head_sgd;
-    ddn_tensor *x, *y;
-} bench;
-
-/* zero_grad, forward, loss, backward, SGD: the step both programs time. *loss gets its value. */
-static ddn_status train_step(bench *b, double *loss)
-{
-    ddn_optim_zero_grad(b->backbone_sgd);
-    ddn_optim_zero_grad(b->head_sgd);
-    ddn_tensor *f = ddn_resnet_forward(b->net, b->x, true);
-    ddn_tensor *logits = ddn_pmaf_head_forward(b->head, f, NULL, NULL);
-    ddn_tensor *l = ddn_cross_entropy(b->ctx, logits, b->y, DDN_REDUCTION_MEAN);
-    if (!l || ddn_backward(b->ctx, l) != DDN_OK || ddn_optim_step(b->backbone_sgd) != DDN_OK ||
-        ddn_optim_step(b->head_sgd) != DDN_OK)
-        return ddn_ctx_status(b->ctx) != DDN_OK ? ddn_ctx_status(b->ctx) : DDN_ERR_STATE;
-    *loss = ddn_tensor_item(l);
-    return DDN_OK;
-}
+#include "pmaf_step.h" /* the model and the step, shared with `ddn bench --table resnet-ied` */
 
 int main(int argc, char **argv)
 {
@@ -66,35 +43,16 @@ int main(int argc, char **argv)
         return 1;
     }
     ddn_set_num_threads(threads);
-    bench b = {0};
+    pmaf_step b = {0};
     b.ctx = ddn_ctx_new(DDN_DEVICE_CPU, NULL);
     if (!b.ctx) return fprintf(stderr, "bench_pmaf: no CPU context\n"), 1;
     int rc = 1;
-    b.net = ddn_resnet_new(b.ctx, &(ddn_resnet_opts){.arch = DDN_RESNET50, .features_only = true,
-                                                     .seed = 0});
-    if (!b.net) goto done;
-    int64_t side = ddn_resnet_feature_side(size);
-    b.head = ddn_pmaf_head_new(b.ctx, &(ddn_pmaf_opts){.kind = DDN_PMAF_IED, .m = HEAD_M,
-                               .in_features = ddn_resnet_feature_channels(b.net) * side * side,
-                               .num_classes = CLASSES, .symmetrize = true,
-                               .ied = DDN_IED_OPTS_DEFAULT,
-                               .ied_backward = DDN_IED_BACKWARD_DDN_E, .seed = 1});
-    if (!b.head) goto done;
-    ddn_sgd_opts sgd = {.lr = 0.05, .momentum = 0.9};
-    b.backbone_sgd = ddn_sgd_new_params(ddn_resnet_params(b.net), sgd);
-    b.head_sgd = ddn_sgd_new_params(ddn_pmaf_head_params(b.head), sgd);
-    b.x = ddn_tensor_new_persistent(b.ctx, DDN_DTYPE_F32, DDN_SHAPE(batch, 3, size, size));
-    b.y = ddn_tensor_new_persistent(b.ctx, DDN_DTYPE_I64, DDN_SHAPE(batch));
-    if (!b.backbone_sgd || !b.head_sgd || !b.x || !b.y ||
-        ddn_tensor_fill_normal(b.x, NULL, 0, 1) != DDN_OK)
-        goto done;
-    for (int i = 0; i < batch; i++) ((int64_t *)ddn_tensor_ptr(b.y))[i] = (i * 7) % CLASSES;
-    int64_t n_params = ddn_params_numel(ddn_resnet_params(b.net), false) +
-                       ddn_params_numel(ddn_pmaf_head_params(b.head), false);
+    if (pmaf_step_init(&b, b.ctx, batch, size) != DDN_OK) goto done;
+    int64_t n_params = b.n_params;
     double loss = 0, first = 0;
     if (check) {
         for (int s = 1; s <= check; s++) {
-            if (train_step(&b, &loss) != DDN_OK) goto done;
+            if (pmaf_step_run(&b, &loss) != DDN_OK) goto done;
             ddn_ctx_reset_step(b.ctx);
             if (s == 1) first = loss;
             printf("ddn step %d loss %.6f\n", s, loss);
@@ -108,7 +66,7 @@ int main(int argc, char **argv)
     double t[101];
     for (int r = 0; r <= runs; r++) { /* r = 0: the warm-up */
         double t0 = bench_now();
-        if (train_step(&b, &loss) != DDN_OK) goto done;
+        if (pmaf_step_run(&b, &loss) != DDN_OK) goto done;
         t[r] = bench_now() - t0;
         ddn_ctx_reset_step(b.ctx);
     }
@@ -128,12 +86,7 @@ done:
         fprintf(stderr, "bench_pmaf: %s\n", ddn_ctx_errmsg(b.ctx));
     else if (rc)
         fprintf(stderr, "bench_pmaf: the loss did not decrease over %d steps\n", check);
-    ddn_optim_free(b.head_sgd);
-    ddn_optim_free(b.backbone_sgd);
-    ddn_tensor_free(b.x);
-    ddn_tensor_free(b.y);
-    ddn_pmaf_head_free(b.head);
-    ddn_resnet_free(b.net);
+    pmaf_step_free(&b);
     ddn_ctx_free(b.ctx);
     return rc;
 }

@@ -286,6 +286,14 @@ typedef struct ddn_backend {
     ddn_status (*copy_h2d)(ddn_ctx *ctx, void *dst, const void *src, size_t bytes);
     ddn_status (*copy_d2h)(ddn_ctx *ctx, void *dst, const void *src, size_t bytes);
     ddn_status (*sync)(ddn_ctx *ctx);
+    /* Events for timing queued work (core/event.h). create returns a handle, or NULL with the
+     * error set; record marks the current end of the context's queue; elapsed_ms waits for end
+     * and gives the milliseconds between the two marks. All four NULL (the CPU): core/event.c
+     * synchronises and reads the host clock instead. */
+    void *(*event_create)(ddn_ctx *ctx);
+    void (*event_destroy)(ddn_ctx *ctx, void *ev);
+    ddn_status (*event_record)(ddn_ctx *ctx, void *ev);
+    ddn_status (*event_elapsed_ms)(ddn_ctx *ctx, void *start, void *end, double *ms);
     /* The backend's kernels. An entry may be NULL: ddn_ctx_new copies the table into the context
      * with every NULL replaced by a stub that fails with DDN_ERR_UNSUPPORTED ("conv2d is not
      * implemented on cuda yet"), so ops never test for NULL themselves (core/backend.c). */

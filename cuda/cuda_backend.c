@@ -178,6 +178,35 @@ static ddn_status cuda_sync(ddn_ctx *ctx)
     return DDN_CUDA_CHECK(ctx, cudaStreamSynchronize(ddn_cuda_state_of(ctx)->stream));
 }
 
+/* ---- events (core/event.h): cudaEvent_t on the context's stream ------------------------------- */
+static void *cuda_event_create(ddn_ctx *ctx)
+{
+    cudaEvent_t e = NULL;
+    if (DDN_CUDA_CHECK(ctx, cudaEventCreate(&e)) != DDN_OK) return NULL;
+    return (void *)e;
+}
+
+/* A failure here means the device is in trouble: it is recorded on the context like any other. */
+static void cuda_event_destroy(ddn_ctx *ctx, void *ev)
+{
+    (void)DDN_CUDA_CHECK(ctx, cudaEventDestroy((cudaEvent_t)ev));
+}
+
+static ddn_status cuda_event_record(ddn_ctx *ctx, void *ev)
+{
+    return DDN_CUDA_CHECK(ctx, cudaEventRecord((cudaEvent_t)ev, ddn_cuda_state_of(ctx)->stream));
+}
+
+static ddn_status cuda_event_elapsed_ms(ddn_ctx *ctx, void *start, void *end, double *ms)
+{
+    float f = 0;
+    ddn_status st = DDN_CUDA_CHECK(ctx, cudaEventSynchronize((cudaEvent_t)end));
+    if (st == DDN_OK)
+        st = DDN_CUDA_CHECK(ctx, cudaEventElapsedTime(&f, (cudaEvent_t)start, (cudaEvent_t)end));
+    if (st == DDN_OK) *ms = (double)f;
+    return st;
+}
+
 void *ddn_cuda_scratch(ddn_ctx *ctx, size_t bytes) { return ddn_arena_alloc_data(ctx, bytes); }
 
 void *ddn_cuda_workspace(ddn_ctx *ctx, size_t bytes)
@@ -294,6 +323,10 @@ static const ddn_backend cuda_backend = {
     .copy_h2d = cuda_copy_h2d,
     .copy_d2h = cuda_copy_d2h,
     .sync = cuda_sync,
+    .event_create = cuda_event_create,
+    .event_destroy = cuda_event_destroy,
+    .event_record = cuda_event_record,
+    .event_elapsed_ms = cuda_event_elapsed_ms,
     .k = &cuda_kernels,
 };
 

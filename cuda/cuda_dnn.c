@@ -250,7 +250,8 @@ ddn_status ddn_cuda_conv2d_backward_filter_acc(ddn_tensor *dw, ddn_tensor *dbias
  * unbiased one for the running average, save_invstd = 1 / sqrt(var + eps). It needs eps >=
  * CUDNN_BN_MIN_EPSILON, dense per-channel vectors and a scale and bias even without affine
  * parameters; the helpers below supply contiguous copies, ones and zeros from step-arena scratch
- * (rewound before returning). */
+ * (rewound before returning). A smaller eps, and the backward with constant statistics
+ * (evaluation mode), which cuDNN lacks, go to our own kernels (cuda_norm.c). */
 typedef struct {
     cudnnTensorDescriptor_t x, param;
 } bn_descs;
@@ -261,14 +262,10 @@ static void bn_descs_free(bn_descs *d)
     if (d->param) (void)cudnnDestroyTensorDescriptor(d->param);
 }
 
-static ddn_status bn_check(ddn_ctx *ctx, const char *op, const ddn_tensor *x, const ddn_tensor *y,
-                           double eps)
+static ddn_status bn_check(ddn_ctx *ctx, const char *op, const ddn_tensor *x, const ddn_tensor *y)
 {
     if (!ddn_tensor_is_contiguous(x) || (y && !ddn_tensor_is_contiguous(y)))
         return not_contiguous(ctx, op);
-    if (eps < CUDNN_BN_MIN_EPSILON)
-        return ddn_ctx_set_error(ctx, DDN_ERR_UNSUPPORTED, "%s: eps %g is below cuDNN's minimum "
-                                 "%g", op, eps, (double)CUDNN_BN_MIN_EPSILON);
     for (int d = 0; d < 4; d++)
         if (!fits_int(x->shape[d]))
             return ddn_ctx_set_error(ctx, DDN_ERR_UNSUPPORTED, "%s: a dimension exceeds cuDNN's "
@@ -326,7 +323,10 @@ ddn_status ddn_cuda_batch_norm_train(ddn_tensor *y, ddn_tensor *save_mean,
 {
     ddn_ctx *ctx = y->ctx;
     const char *op = "batch_norm (training)";
-    ddn_status st = bn_check(ctx, op, x, y, eps);
+    if (eps < CUDNN_BN_MIN_EPSILON)
+        return ddn_cuda_bn_train_kernels(y, save_mean, save_invstd, running_mean, running_var, x,
+                                         weight, bias, momentum, eps);
+    ddn_status st = bn_check(ctx, op, x, y);
     if (st != DDN_OK || ddn_tensor_numel(x) == 0) return st;
     cudnnHandle_t h = ddn_cuda_cudnn(ctx);
     if (!h) return ddn_ctx_status(ctx);
@@ -372,7 +372,9 @@ ddn_status ddn_cuda_batch_norm_eval(ddn_tensor *y, const ddn_tensor *x, const dd
 {
     ddn_ctx *ctx = y->ctx;
     const char *op = "batch_norm (evaluation)";
-    ddn_status st = bn_check(ctx, op, x, y, eps);
+    if (eps < CUDNN_BN_MIN_EPSILON)
+        return ddn_cuda_bn_eval_kernels(y, x, weight, bias, mean, var, eps);
+    ddn_status st = bn_check(ctx, op, x, y);
     if (st != DDN_OK || ddn_tensor_numel(x) == 0) return st;
     cudnnHandle_t h = ddn_cuda_cudnn(ctx);
     if (!h) return ddn_ctx_status(ctx);
@@ -407,10 +409,12 @@ ddn_status ddn_cuda_batch_norm_backward_acc(ddn_tensor *dx, ddn_tensor *dweight,
 {
     ddn_ctx *ctx = x->ctx;
     const char *op = "batch_norm backward";
+    /* Training uses the saved statistics whatever the forward's eps was, so only evaluation mode
+     * (constant statistics: no term through the mean and variance) needs our kernels. */
     if (!training)
-        return ddn_ctx_set_error(ctx, DDN_ERR_UNSUPPORTED, "%s with running statistics "
-                                 "(evaluation mode) is not implemented on cuda yet", op);
-    ddn_status st = bn_check(ctx, op, x, dy, CUDNN_BN_MIN_EPSILON);
+        return ddn_cuda_bn_backward_kernels(dx, dweight, dbias, x, dy, weight, mean, invstd,
+                                            false);
+    ddn_status st = bn_check(ctx, op, x, dy);
     if (st == DDN_OK && dx && !ddn_tensor_is_contiguous(dx)) st = not_contiguous(ctx, op);
     if (st != DDN_OK || ddn_tensor_numel(x) == 0 || (!dx && !dweight && !dbias)) return st;
     cudnnHandle_t h = ddn_cuda_cudnn(ctx);

@@ -150,6 +150,20 @@ ddn_status ddn_cuda_batch_norm_backward_acc(ddn_tensor *dx, ddn_tensor *dweight,
                                             const ddn_tensor *dy, const ddn_tensor *weight,
                                             const ddn_tensor *mean, const ddn_tensor *invstd,
                                             bool training);
+/* The same three with our kernels (cuda_norm.c, norm.cu), for eps below CUDNN_BN_MIN_EPSILON and
+ * the evaluation-mode backward; the entries above dispatch to them. */
+ddn_status ddn_cuda_bn_train_kernels(ddn_tensor *y, ddn_tensor *save_mean,
+                                     ddn_tensor *save_invstd, ddn_tensor *running_mean,
+                                     ddn_tensor *running_var, const ddn_tensor *x,
+                                     const ddn_tensor *weight, const ddn_tensor *bias,
+                                     double momentum, double eps);
+ddn_status ddn_cuda_bn_eval_kernels(ddn_tensor *y, const ddn_tensor *x, const ddn_tensor *weight,
+                                    const ddn_tensor *bias, const ddn_tensor *mean,
+                                    const ddn_tensor *var, double eps);
+ddn_status ddn_cuda_bn_backward_kernels(ddn_tensor *dx, ddn_tensor *dweight, ddn_tensor *dbias,
+                                        const ddn_tensor *x, const ddn_tensor *dy,
+                                        const ddn_tensor *weight, const ddn_tensor *mean,
+                                        const ddn_tensor *invstd, bool training);
 ddn_status ddn_cuda_max_pool2d(ddn_tensor *y, ddn_tensor *idx, const ddn_tensor *x,
                                const ddn_pool2d_params *p);
 ddn_status ddn_cuda_max_pool2d_backward_acc(ddn_tensor *dx, const ddn_tensor *dy,

@@ -1,6 +1,6 @@
 /* ddn — the C launchers of the CUDA backend's custom kernels (internal).
  *
- * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, ied_power.cu,
+ * The kernels live in .cu files (elementwise.cu, reduce.cu, pool.cu, norm.cu, ied_power.cu,
  * ied_backward.cu, less.cu), compiled by nvcc; everything else of the backend is C (cuda_*.c).
  * This header is the whole interface between the two, so it uses only C types: operands are raw
  * device pointers to element 0 (offset applied) plus a layout of shape and per-operand strides in
@@ -166,6 +166,32 @@ int ddn_cuda_launch_ied_vjp_e(cudaStream_t s, int dt, int ift, int64_t B, int64_
 /* dA (B, m, m) contiguous of float dtype dt += u y^T, + y u^T when sym2; u, y (B, m) float64. */
 int ddn_cuda_launch_ied_grad_acc(cudaStream_t s, int dt, int sym2, int64_t B, int64_t m, void *dA,
                                  const double *u, const double *y);
+/* ---- norm.cu: batch normalisation where cuDNN cannot (cuda_norm.c) ---- */
+/* Element c of a per-channel vector is ((T *)p)[c * s]; p NULL means absent (the default). */
+typedef struct ddn_cuda_vec {
+    void *p;
+    int64_t s;
+} ddn_cuda_vec;
+/* x, y, dx, dy contiguous (N, C, H W) of one float dtype; the vectors share it. One block per
+ * channel folds its N H W values in double in a fixed tree (deterministic); the arithmetic is
+ * core/cpu/norm_math.h's, as on the CPU. */
+typedef struct ddn_cuda_bn_args {
+    int64_t N, C, HW;
+    ddn_cuda_vec w, b;         /* weight (default 1) and bias (default 0) */
+    ddn_cuda_vec mean, invstd; /* train: written (save_*); backward: read */
+    ddn_cuda_vec rmean, rvar;  /* train: updated when present; eval: the statistics */
+    ddn_cuda_vec dw, db;       /* backward: accumulated when present */
+} ddn_cuda_bn_args;
+/* Training forward: batch mean and biased variance (two passes), y = x scale + shift, the running
+ * statistics updated with the unbiased variance. N H W >= 2 (the caller checks). */
+int ddn_cuda_launch_bn_train(cudaStream_t s, int dt, const ddn_cuda_bn_args *a, void *y,
+                             const void *x, double momentum, double eps);
+/* Evaluation forward with the running statistics (rmean, rvar). */
+int ddn_cuda_launch_bn_eval(cudaStream_t s, int dt, const ddn_cuda_bn_args *a, void *y,
+                            const void *x, double eps);
+/* dx (may be NULL), dw, db += the gradients (training: through the batch statistics). */
+int ddn_cuda_launch_bn_backward_acc(cudaStream_t s, int dt, const ddn_cuda_bn_args *a, void *dx,
+                                    const void *x, const void *dy, int training);
 
 #ifdef __cplusplus
 }

@@ -420,6 +420,54 @@ static void test_bench_less_effect(void **state)
     assert_non_null(strstr(r.out, "OpenBLAS core"));
 }
 
+/* ddn bench --device: parse errors; the IED and resnet-ied tables on the CPU (tiny, timed with the
+ * host-clock events); on CUDA with a device the same runs must succeed on the device, and without
+ * one each exits 1 with the one line from ddn_ctx_new before printing any table. */
+static void test_bench_device(void **state)
+{
+    (void)state;
+    run_result r = RUN("bench", "--table", "ied", "--device", "gpu");
+    expect_failure(&r, 2, "--device");
+    r = RUN("bench", "--table", "less-effect", "--device", "cuda");
+    expect_failure(&r, 2, "--device cuda applies to");
+    r = RUN("bench", "--table", "resnet-ied", "--dtype", "f64");
+    expect_failure(&r, 2, "float32 only");
+    r = RUN("bench", "--table", "resnet-ied", "--sizes", "16");
+    expect_failure(&r, 2, "at least 32");
+#define IED_ON(dev) RUN("bench", "--table", "ied", "--sizes", "8", "--dtype", "f32", "--symmetry", \
+                        "sym", "--runs", "1", "--threads", "1", "--device", dev)
+#define RESNET_ON(dev) RUN("bench", "--table", "resnet-ied", "--batch", "2", "--runs", "1", \
+                           "--warmup", "0", "--threads", "1", "--device", dev)
+    r = IED_ON("cpu");
+    expect_success(&r);
+    assert_non_null(strstr(r.out, "| 8 | PI-IFT-E |"));
+    assert_null(strstr(r.out, "error:"));
+    r = RESNET_ON("cpu");
+    expect_success(&r);
+    assert_non_null(strstr(r.out, "| cpu | 2 | 32x32 |"));
+    assert_non_null(strstr(r.out, "RESULT ddn batch=2 size=32 device=cpu"));
+    const char *why = NULL;
+    ddn_ctx *gpu = ddn_ctx_new(DDN_DEVICE_CUDA, &why);
+    r = IED_ON("cuda");
+    if (gpu) {
+        expect_success(&r);
+        assert_non_null(strstr(r.out, "Device: cuda"));
+        assert_null(strstr(r.out, "error:"));
+        r = RESNET_ON("cuda");
+        expect_success(&r);
+        assert_non_null(strstr(r.out, "RESULT ddn batch=2 size=32 device=cuda"));
+        ddn_ctx_free(gpu);
+    } else {
+        expect_failure(&r, 1, why);
+        assert_string_equal(r.out, "");
+        r = RESNET_ON("cuda");
+        expect_failure(&r, 1, "no CUDA");
+        assert_string_equal(r.out, "");
+    }
+#undef IED_ON
+#undef RESNET_ON
+}
+
 static int setup(void **state)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s/ddn_cli_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -447,7 +495,7 @@ int main(void)
         cmocka_unit_test(test_ied_f32),          cmocka_unit_test(test_ied_grad_f64),
         cmocka_unit_test(test_ied_grad_f32),     cmocka_unit_test(test_ied_eigh),
         cmocka_unit_test(test_input_errors),     cmocka_unit_test(test_bench_less_effect),
-        cmocka_unit_test(test_device),
+        cmocka_unit_test(test_device),           cmocka_unit_test(test_bench_device),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,7 +3,9 @@
  *
  * Data as in the paper's App. G.1: A = |G| (non-symmetric) or |G| + |G|^T (symmetric), G ~ N(0,1),
  * batch 5. Memory is the step arena's high-water mark (inputs and their gradients are persistent
- * and not counted), not GPU memory as in the paper. The J modes build an m x (m x m) Jacobian per
+ * and not counted); with --device cuda (inputs, forward and backward in a CUDA context, timed with
+ * CUDA events) its tensor data is device memory, closer to the paper's GPU memory but not
+ * cudaMalloc's total (bench_memory_note says what it holds). The J modes build an m x (m x m) Jacobian per
  * item and are skipped above --max-mem; DDN modes and EIGH need symmetric A (n/a otherwise: ied.h
  * refuses them, as DDN differentiates another problem and syevd reads one triangle). Eigen
  * distance ||A y - lambda y|| and FPD ||y - A y / ||A y|| || (Eq. 42-43) are measured in float64
@@ -92,7 +94,7 @@ static void ied_first(ddn_ctx *ctx, const ddn_tensor *y, void *user)
         }
         sd += sqrt(ed), sf += sqrt(fp);
         if (u->info.iterations)
-            si += (double)((const int64_t *)ddn_tensor_ptr(u->info.iterations))[t];
+            si += ddn_tensor_get(u->info.iterations, &t); /* device memory on CUDA */
     }
     u->eig_dist = sd / (double)B, u->fpd = sf / (double)B;
     u->iters = u->info.iterations ? si / (double)B : NAN;
@@ -107,7 +109,7 @@ done:
 static bool run_mode(const bench_cfg *c, ddn_dtype dt, const ied_mode *mode, int64_t B, int64_t m,
                      const double *A64, const double *v64, ied_user *u, bench_measure *r)
 {
-    ddn_ctx *ctx = bench_ctx();
+    ddn_ctx *ctx = bench_ctx(c);
     if (!ctx) return false;
     u->o = DDN_IED_OPTS_DEFAULT;
     u->o.method = mode->method;
@@ -184,13 +186,16 @@ int bench_ied(const bench_cfg *c)
                      c->dtype == DT_BOTH ? "float32 and float64"
                      : c->dtype == DT_F32 ? "float32" : "float64");
     printf("Batch %lld, A = |G| (+ |G|^T when symmetric), G ~ N(0,1), upstream gradient v ~ "
-           "N(0,1), seed %lld. SI with k = %lld columns; gap check %s. Times in ms per batch call: median of "
-           "%lld runs after %lld warm-up. Arena in MiB: step-arena high-water in the forward, and "
-           "the backward's rise above what the forward left in use. Eigen distance and FPD: "
-           "batch means in float64. J modes above %g GiB are skipped.\n\n",
+           "N(0,1), seed %lld. SI with k = %lld columns; gap check %s. Device: %s. Times in ms "
+           "per batch call (%s): median of %lld runs after %lld warm-up. Arena in MiB: step-arena "
+           "high-water in the forward, and the backward's rise above what the forward left in "
+           "use. %s Eigen distance and FPD: batch means in float64. J modes above %g GiB are "
+           "skipped.\n\n",
            (long long)c->batch, (long long)c->seed, (long long)c->si_k,
-           c->no_gap_check ? "off" : "on (the solver's default)", (long long)c->runs,
-           (long long)c->warmup, c->max_mem_gib);
+           c->no_gap_check ? "off" : "on (the solver's default)", bench_device_name(c),
+           c->device == DDN_DEVICE_CUDA ? "CUDA events on the context's stream"
+                                        : "wall clock",
+           (long long)c->runs, (long long)c->warmup, bench_memory_note(c), c->max_mem_gib);
     int rc = -1;
     for (int s = 0; rc < 0 && s < 2; s++) {
         if (c->symmetry != SYM_BOTH && c->symmetry != s) continue;
@@ -269,10 +274,11 @@ int bench_ied_vs_torch(const bench_cfg *c)
     const char *dn = dt == DDN_DTYPE_F32 ? "f32" : "f64";
     printf("## IED: ddn PI-IFT-E vs torch.linalg.eigh (ddn side)\n\n");
     cli_bench_header(stdout, c->argc, c->argv, ddn_dtype_name(dt));
-    printf("gap check %s\n\n", c->no_gap_check ? "off" : "on (the solver's default)");
+    printf("gap check %s; device %s. %s\n\n", c->no_gap_check ? "off" : "on (the solver's default)",
+           bench_device_name(c), bench_memory_note(c));
     printf("| m | forward (ms) | backward (ms) | total (ms) | iters | eigen dist | FPD |\n"
            "|---:|---:|---:|---:|---:|---:|---:|\n");
-    ddn_ctx *io = bench_ctx();
+    ddn_ctx *io = bench_ctx(NULL); /* files and host buffers: always the CPU */
     if (!io) return CLI_EXIT_FAIL;
     int rc = -1;
     for (int k = 0; rc < 0 && k < c->nsizes; k++) {
@@ -295,8 +301,10 @@ int bench_ied_vs_torch(const bench_cfg *c)
         if (rc < 0) {
             printf("| %lld | %.4f | %.4f | %.4f | %.1f | %.2e | %.2e |\n", (long long)m, r.fwd_ms,
                    r.bwd_ms, r.tot_ms, u.iters, u.eig_dist, u.fpd);
-            printf("RESULT ddn m=%lld fwd_ms=%.5f bwd_ms=%.5f total_ms=%.5f rss_kb=%ld\n",
-                   (long long)m, r.fwd_ms, r.bwd_ms, r.tot_ms, cli_peak_rss_kb());
+            /* keys after rss_kb are extra: bench/run_ied.sh reads the first five by position */
+            printf("RESULT ddn m=%lld fwd_ms=%.5f bwd_ms=%.5f total_ms=%.5f rss_kb=%ld "
+                   "device=%s peak_mib=%.3f\n", (long long)m, r.fwd_ms, r.bwd_ms, r.tot_ms,
+                   cli_peak_rss_kb(), bench_device_name(c), r.peak_mib);
             fflush(stdout);
         }
         free(A), free(v), free(y), free(dA);

@@ -289,7 +289,7 @@ int bench_less_effect(const bench_cfg *c)
            "FPD_ref (1 + %g) + %g. MRE: mean (FPD - FPD_exact) / FPD_exact. SciPy's solutions "
            "are normalised to unit norm before measuring.\n\n",
            (long long)c->seed, c->dtype == DT_F32 ? 1e-4 : 1e-6, c->dtype == DT_F32 ? 1e-6 : 1e-9);
-    ddn_ctx *ctx = bench_ctx();
+    ddn_ctx *ctx = bench_ctx(c);
     if (!ctx) return CLI_EXIT_FAIL;
     int rc = -1;
     for (int k = 0; rc < 0 && k < c->nsizes; k++)
@@ -363,7 +363,7 @@ static int backward_size(const bench_cfg *c, int64_t B, int64_t m, int64_t n)
             printf("| %s | skipped (needs %.3g GiB) | | | | |\n", names[mode], jac / BENCH_GIB);
             continue;
         }
-        ddn_ctx *ctx = bench_ctx();
+        ddn_ctx *ctx = bench_ctx(c);
         if (!ctx) {
             rc = CLI_EXIT_FAIL;
             goto done;

@@ -10,6 +10,7 @@
 
 #include "cpu_impl.h"
 #include "cpu_kernels.h"
+#include "norm_math.h"
 #include "pool_math.h"
 
 /* Element c of a per-channel (C) tensor is p[c * s]; p NULL means absent. */

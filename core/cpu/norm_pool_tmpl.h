@@ -38,17 +38,16 @@ static void TS(bn_train)(T *y, const T *x, const bn_args *a, double momentum, do
                 ss += d * d;
             }
         }
-        const double var = ss / n, invstd = 1.0 / sqrt(var + eps);
+        const double var = ss / n, invstd = ddn_bn_invstd(var, eps);
         TS(vset)(a->mean, c, mean);
         TS(vset)(a->invstd, c, invstd);
         if (a->rmean.p) {
-            TS(vset)(a->rmean, c, (1 - momentum) * TS(vget)(a->rmean, c, 0) + momentum * mean);
-            TS(vset)(a->rvar, c, (1 - momentum) * TS(vget)(a->rvar, c, 0) +
-                                     momentum * ss / (n - 1));
+            TS(vset)(a->rmean, c, ddn_bn_running(TS(vget)(a->rmean, c, 0), mean, momentum));
+            TS(vset)(a->rvar, c, ddn_bn_running(TS(vget)(a->rvar, c, 0), ss / (n - 1), momentum));
         }
         /* y = x scale + shift: one multiply-add per element */
-        const double scale = invstd * TS(vget)(a->w, c, 1.0);
-        const double shift = TS(vget)(a->b, c, 0.0) - mean * scale;
+        const double scale = ddn_bn_train_scale(invstd, TS(vget)(a->w, c, 1.0));
+        const double shift = ddn_bn_shift(TS(vget)(a->b, c, 0.0), mean, scale);
         for (int64_t i = 0; i < N; i++) {
             const T *xp = x + (i * C + c) * HW;
             T *yp = y + (i * C + c) * HW;
@@ -63,8 +62,9 @@ static void TS(bn_eval)(T *y, const T *x, const bn_args *a, double eps)
     DDN_OMP_FOR(N * C * HW)
     for (int64_t p = 0; p < N * C; p++) {
         const int64_t c = p % C;
-        const double scale = TS(vget)(a->w, c, 1.0) / sqrt(TS(vget)(a->rvar, c, 0) + eps);
-        const double shift = TS(vget)(a->b, c, 0.0) - TS(vget)(a->rmean, c, 0) * scale;
+        const double scale =
+            ddn_bn_eval_scale(TS(vget)(a->w, c, 1.0), TS(vget)(a->rvar, c, 0), eps);
+        const double shift = ddn_bn_shift(TS(vget)(a->b, c, 0.0), TS(vget)(a->rmean, c, 0), scale);
         const T *xp = x + p * HW;
         T *yp = y + p * HW;
         for (int64_t j = 0; j < HW; j++) yp[j] = (T)(xp[j] * scale + shift);
@@ -74,7 +74,8 @@ static void TS(bn_eval)(T *y, const T *x, const bn_args *a, double eps)
 /* With xhat = (x - mean) invstd and y = xhat w + b, per channel (n = N H W):
  *   dbias += sum dy, dweight += sum dy xhat,
  *   training: dx += w invstd (dy - sum dy / n - xhat sum(dy xhat) / n)
- *   (the mean and variance depend on every x of the channel), evaluation: dx += w invstd dy. */
+ *   (the mean and variance depend on every x of the channel), evaluation: dx += w invstd dy.
+ * The coefficients and the per-element update are norm_math.h's (shared with cuda/norm.cu). */
 static void TS(bn_backward)(T *dx, const T *x, const T *dy, const bn_args *a, bool training)
 {
     const int64_t N = a->N, C = a->C, HW = a->HW;
@@ -94,15 +95,12 @@ static void TS(bn_backward)(T *dx, const T *x, const T *dy, const bn_args *a, bo
         if (a->db.p) TS(vset)(a->db, c, TS(vget)(a->db, c, 0) + sdy);
         if (a->dw.p) TS(vset)(a->dw, c, TS(vget)(a->dw, c, 0) + sdyxhat);
         if (!dx) continue;
-        const double k = TS(vget)(a->w, c, 1.0) * invstd;
-        /* dx = k dy - k mean(dy) - (x - mean) k invstd mean(dy xhat): one multiply-add each */
-        const double mdy = training ? sdy / n : 0.0;
-        const double kc = training ? k * invstd * sdyxhat / n : 0.0;
+        const ddn_bn_grad_coef g =
+            ddn_bn_grad_coefs(TS(vget)(a->w, c, 1.0), invstd, sdy, sdyxhat, n, training);
         for (int64_t i = 0; i < N; i++) {
             const T *xp = x + (i * C + c) * HW, *gp = dy + (i * C + c) * HW;
             T *dp = dx + (i * C + c) * HW;
-            for (int64_t j = 0; j < HW; j++)
-                dp[j] = (T)(dp[j] + k * (gp[j] - mdy) - (xp[j] - mean) * kc);
+            for (int64_t j = 0; j < HW; j++) dp[j] = (T)ddn_bn_dx(dp[j], gp[j], xp[j], mean, g);
         }
     }
 }
