@@ -16,6 +16,8 @@
 #include "ied_backward_blk.h"
 #include "ied_impl.h"
 #include "less_impl.h"
+#include "pmaf.h"
+#include "resnet.h"
 
 /* |G| + |G|^T (sym) or |G| (not), G ~ N(0, 1): the paper's inputs. (B, m, m) float64. */
 static void paper_input(ddn_rng *rng, bool sym, int B, int m, double *A)
@@ -349,6 +351,89 @@ static void test_less_modes(void **state)
         }
 }
 
+/* ---- the PMaF models: ResNet + declarative head, three training steps ---------------------------
+ * A narrow ResNet-18 (width 1/16, features mode) with the IED head (PI, DDN_E backward; float32,
+ * as `ddn train`) or the LESS head (PGD+RM+TWD, backward E; float64), cross-entropy and SGD with
+ * momentum, from the same seeded initialisation and batch in both contexts. Float32 convolutions
+ * and batch norm sum in other orders on the device (cuDNN) and PI stops within a step, so the
+ * losses of every step agree to 1e-3 relative (the test_cuda CNN's tolerance) and the first
+ * step's logits to 1e-3 of their scale. LESS runs in float64 because its stopping rule (an
+ * objective change of 1e-7) sits at float32's rounding level: there the two paths' iteration
+ * counts differ by up to 10 (tests/test_less_blk.c) and after three steps the losses by ~1%; in
+ * float64 the counts agree and so do the losses, to 1e-9 relative. */
+static void pmaf_losses(ddn_ctx *ctx, ddn_pmaf_kind kind, const ddn_tensor *x_cpu,
+                        const ddn_tensor *labels_cpu, double *losses, double *logits)
+{
+    const ddn_dtype dt = x_cpu->dtype;
+    ddn_resnet *net = ddn_resnet_new(ctx, &(ddn_resnet_opts){.arch = DDN_RESNET18,
+                                                             .features_only = true,
+                                                             .width = 1.0 / 16, .seed = 5,
+                                                             .dtype = dt});
+    assert_non_null(net);
+    const int64_t side = ddn_resnet_feature_side(x_cpu->shape[2]);
+    ddn_pmaf_head *head = ddn_pmaf_head_new(
+        ctx, &(ddn_pmaf_opts){.kind = kind, .m = 8, .n = 4, .num_classes = 5, .symmetrize = true,
+                              .in_features = ddn_resnet_feature_channels(net) * side * side,
+                              .ied_backward = DDN_IED_BACKWARD_DDN_E,
+                              .less_backward = DDN_LESS_BACKWARD_E, .seed = 6, .dtype = dt});
+    if (!head) fail_msg("pmaf head: %s", ddn_ctx_errmsg(ctx));
+    ddn_sgd_opts sgd = {.lr = 0.05, .momentum = 0.9};
+    ddn_optim *o1 = ddn_sgd_new_params(ddn_resnet_params(net), sgd);
+    ddn_optim *o2 = ddn_sgd_new_params(ddn_pmaf_head_params(head), sgd);
+    assert_non_null(o1);
+    assert_non_null(o2);
+    for (int step = 0; step < 3; step++) {
+        ddn_tensor *x = ddn_tensor_to(ctx, x_cpu, ddn_ctx_device(ctx));
+        ddn_tensor *labels = ddn_tensor_to(ctx, labels_cpu, ddn_ctx_device(ctx));
+        ddn_tensor *f = x ? ddn_resnet_forward(net, x, true) : NULL;
+        ddn_tensor *z = f ? ddn_pmaf_head_forward(head, f, NULL, NULL) : NULL;
+        ddn_tensor *loss = z ? ddn_cross_entropy(ctx, z, labels, DDN_REDUCTION_MEAN) : NULL;
+        if (!loss) fail_msg("forward (%s): %s", where(ctx), ddn_ctx_errmsg(ctx));
+        if (ddn_backward(ctx, loss) != DDN_OK)
+            fail_msg("backward (%s): %s", where(ctx), ddn_ctx_errmsg(ctx));
+        losses[step] = ddn_tensor_item(loss);
+        if (step == 0) assert_ok(ctx, ddn_tensor_to_host(z, DDN_DTYPE_F64, logits));
+        assert_ok(ctx, ddn_optim_step(o1));
+        assert_ok(ctx, ddn_optim_step(o2));
+        ddn_optim_zero_grad(o1);
+        ddn_optim_zero_grad(o2);
+        ddn_ctx_reset_step(ctx);
+    }
+    ddn_optim_free(o1);
+    ddn_optim_free(o2);
+    ddn_pmaf_head_free(head);
+    ddn_resnet_free(net);
+}
+
+static void test_pmaf_models(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    ddn_ctx *data = test_ctx(); /* inputs outlive the contexts' step resets */
+    ddn_rng rng;
+    ddn_rng_seed(&rng, 640);
+    ddn_tensor *x32 = ddn_rand_normal(data, &rng, DDN_DTYPE_F32, DDN_SHAPE(4, 3, 32, 32), 0, 1);
+    ddn_tensor *x64 = x32 ? ddn_tensor_new(data, DDN_DTYPE_F64, 4, x32->shape) : NULL;
+    int64_t lab[4] = {0, 3, 1, 4};
+    ddn_tensor *labels = ddn_tensor_from_host(data, DDN_DTYPE_I64, DDN_SHAPE(4), lab);
+    assert_non_null(x64);
+    assert_non_null(labels);
+    assert_ok(data, ddn_tensor_copy_(x64, x32));
+    for (int kind = DDN_PMAF_IED; kind <= DDN_PMAF_LESS; kind++) {
+        const ddn_tensor *x = kind == DDN_PMAF_IED ? x32 : x64;
+        const double tol = kind == DDN_PMAF_IED ? 1e-3 : 1e-9;
+        double loss[2][3], logits[2][4 * 5];
+        pmaf_losses(cpu, (ddn_pmaf_kind)kind, x, labels, loss[0], logits[0]);
+        pmaf_losses(gpu, (ddn_pmaf_kind)kind, x, labels, loss[1], logits[1]);
+        const char *name = kind == DDN_PMAF_IED ? "IED" : "LESS";
+        close_all("loss", name, 3, loss[1], loss[0], 0, tol);
+        double sc = 0;
+        for (int i = 0; i < 20; i++) sc = fmax(sc, fabs(logits[0][i]));
+        close_all("logits", name, 20, logits[1], logits[0], tol * sc, 0);
+    }
+    ddn_ctx_free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_ied_backward_e_modes),
         cmocka_unit_test(test_less_forward_and_backward_e),
         cmocka_unit_test(test_less_modes),
+        cmocka_unit_test(test_pmaf_models),
     };
     return cmocka_run_group_tests(tests, cuda_group_setup, cuda_group_teardown);
 }
