@@ -44,6 +44,14 @@ static ddn_tensor *column(const si_run *r, ddn_tensor *X, int64_t j)
                         (const int64_t[]){r->m * r->k, r->k}, X->offset + j);
 }
 
+/* Item b of X (B, r, c) contiguous: a (1, r, c) view. */
+static ddn_tensor *item_view(const si_run *r, ddn_tensor *X, int64_t b)
+{
+    const int64_t rows = X->shape[1], cols = X->shape[2];
+    return ddn_view_raw(r->ctx, X, 3, (const int64_t[]){1, rows, cols}, X->stride,
+                        X->offset + b * rows * cols);
+}
+
 /* out (host) = sum over dim 1 of x * y: (B, m) -> B values, (B, m, k) -> B k values. */
 static ddn_status dots(const si_run *r, ddn_tensor *x, ddn_tensor *y, double *out)
 {
@@ -100,29 +108,20 @@ static ddn_status set_starts(const si_run *r, const ddn_ied_opts *o, ddn_tensor 
     if (st == DDN_OK) st = scale_columns(r, Qn, s);
     for (int64_t b = 0; b < B && st == DDN_OK; b++) {
         if (!mask[b]) continue;
-        ddn_tensor *dst = ddn_view_raw(r->ctx, Q, 3, (const int64_t[]){1, m, k}, Q->stride,
-                                       Q->offset + b * m * k);
-        ddn_tensor *src = ddn_view_raw(r->ctx, Qn, 3, (const int64_t[]){1, m, k}, Qn->stride,
-                                       Qn->offset + b * m * k);
-        st = dst && src ? ddn_tensor_copy_(dst, src) : ddn_ctx_status(r->ctx);
+        st = ddn_tensor_copy_(item_view(r, Q, b), item_view(r, Qn, b));
     }
     ddn_ctx_rewind(r->ctx, mark);
     return st;
 }
 
 /* A failed item stays in the batch, frozen; its frozen Q is kept by arithmetic (Q + 0 (Q' - Q)),
- * which a NaN or Inf would spoil (0 * NaN), and a QR of it would fail. So a failed item's A and Q
- * become finite stand-ins (I and the ones start) once it fails; its answer is never read. A is
- * first copied, so that the caller's tensor is left alone. */
-static ddn_status neutralize(const si_run *r, ddn_tensor **A, const ddn_tensor *A_in,
-                             ddn_tensor *Q, int64_t b)
+ * which a NaN or Inf would spoil (0 * NaN), and a QR of it would fail. So once it fails, its A
+ * (the solver's own copy), Q and this iteration's Z (when given) become finite stand-ins: I and
+ * the ones start. Its answer is never read. */
+static ddn_status neutralize(const si_run *r, ddn_tensor *A, ddn_tensor *Q, ddn_tensor *Z,
+                             int64_t b)
 {
     const int64_t m = r->m, k = r->k;
-    if (*A == A_in) {
-        ddn_tensor *c = ddn_tensor_new(r->ctx, r->dt, 3, A_in->shape);
-        if (!c || ddn_tensor_copy_(c, A_in) != DDN_OK) return ddn_ctx_status(r->ctx);
-        *A = c;
-    }
     ddn_mark mark = ddn_ctx_mark(r->ctx);
     double *h = ddn_ctx_scratch(r->ctx, (size_t)(m * m + m * k) * sizeof *h);
     if (!h) return ddn_ctx_status(r->ctx);
@@ -130,12 +129,9 @@ static ddn_status neutralize(const si_run *r, ddn_tensor **A, const ddn_tensor *
     start_values(r, NULL, b, false, h + m * m);
     ddn_tensor *I = upload(r, 3, (const int64_t[]){1, m, m}, h);
     ddn_tensor *S = upload(r, 3, (const int64_t[]){1, m, k}, h + m * m);
-    ddn_tensor *Ab = ddn_view_raw(r->ctx, *A, 3, (const int64_t[]){1, m, m}, (*A)->stride,
-                                  (*A)->offset + b * m * m);
-    ddn_tensor *Qb = ddn_view_raw(r->ctx, Q, 3, (const int64_t[]){1, m, k}, Q->stride,
-                                  Q->offset + b * m * k);
-    ddn_status st = I && S && Ab && Qb ? ddn_tensor_copy_(Ab, I) : ddn_ctx_status(r->ctx);
-    if (st == DDN_OK) st = ddn_tensor_copy_(Qb, S);
+    ddn_status st = I && S ? ddn_tensor_copy_(item_view(r, A, b), I) : ddn_ctx_status(r->ctx);
+    if (st == DDN_OK) st = ddn_tensor_copy_(item_view(r, Q, b), S);
+    if (st == DDN_OK && Z) st = ddn_tensor_copy_(item_view(r, Z, b), S);
     ddn_ctx_rewind(r->ctx, mark);
     return st;
 }
@@ -189,15 +185,20 @@ ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A_in, const ddn_ied_
     double *hv = ddn_ctx_scratch(ctx, (size_t)(3 * B * k + 6 * B) * sizeof *hv);
     bool *frozen = ddn_ctx_scratch(ctx, (size_t)(3 * B) * sizeof *frozen);
     int64_t *it = ddn_ctx_scratch(ctx, (size_t)B * sizeof *it);
-    ddn_tensor *A = (ddn_tensor *)A_in;
-    if (!ddn_tensor_is_contiguous(A)) A = ddn_contiguous(ctx, A);
+    /* the solver's own copy of A: a failed item's is replaced (neutralize) */
+    ddn_tensor *A = ddn_tensor_new(ctx, dt, 3, A_in->shape);
     ddn_tensor *Q = ddn_tensor_new(ctx, dt, 3, (const int64_t[]){B, m, k});
-    if (!err || !chk || !hv || !frozen || !it || !A || !Q) return ddn_ctx_status(ctx);
+    ddn_status st = !err || !chk || !hv || !frozen || !it || !A || !Q ? ddn_ctx_status(ctx)
+                                                                       : ddn_tensor_copy_(A, A_in);
+    if (st != DDN_OK) {
+        ddn_ctx_rewind(ctx, mark);
+        return st;
+    }
     r.hb = hv;
     double *nz = hv + 3 * B * k, *upd = nz + B, *step = upd + B, *sig = step + B;
     /* frozen: no longer iterated; restarted: its one restart used; restart: restart it now */
     bool *restarted = frozen + B, *restart = restarted + B;
-    ddn_status st = ddn_ied_power_check(ctx, A, o->shift, chk, err);
+    st = ddn_ied_power_check(ctx, A, o->shift, chk, err);
     for (int64_t b = 0; b < B; b++) {
         frozen[b] = err[b].code != DDN_IED_POWER_OK || o->max_iter < 1;
         restarted[b] = o->random_init;
@@ -211,7 +212,7 @@ ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A_in, const ddn_ied_
         st = set_starts(&r, o, Q, restart, o->random_init);
     }
     for (int64_t b = 0; b < B && st == DDN_OK; b++)
-        if (err[b].code != DDN_IED_POWER_OK) st = neutralize(&r, &A, A_in, Q, b);
+        if (err[b].code != DDN_IED_POWER_OK) st = neutralize(&r, A, Q, NULL, b);
     ddn_tensor *S = st == DDN_OK && o->shift ? upload(&r, 3, (const int64_t[]){B, 1, 1}, sig) : NULL;
     if (st == DDN_OK && o->shift && !S) st = ddn_ctx_status(ctx);
     while (st == DDN_OK) {
@@ -244,7 +245,7 @@ ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A_in, const ddn_ied_
             }
             if (err[b].code != DDN_IED_POWER_OK) {
                 frozen[b] = true;
-                if ((st = neutralize(&r, &A, A_in, Q, b)) != DDN_OK) break;
+                if ((st = neutralize(&r, A, Q, Z, b)) != DDN_OK) break;
             }
         }
         if (st != DDN_OK) break;
@@ -271,11 +272,10 @@ ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A_in, const ddn_ied_
         ddn_tensor *ref = NULL;
         if (o->ref) {
             double *rh = ddn_ctx_scratch(ctx, (size_t)m * sizeof *rh);
-            if (!rh) return ddn_ctx_status(ctx);
-            for (int64_t i = 0; i < m; i++)
+            for (int64_t i = 0; rh && i < m; i++)
                 rh[i] = dt == DDN_DTYPE_F32 ? ((const float *)o->ref)[i]
                                             : ((const double *)o->ref)[i];
-            ref = upload(&r, 2, (const int64_t[]){1, m}, rh);
+            ref = rh ? upload(&r, 2, (const int64_t[]){1, m}, rh) : NULL;
         } else {
             ref = ddn_full(ctx, dt, 2, (const int64_t[]){1, m}, 1);
         }

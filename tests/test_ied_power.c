@@ -253,6 +253,10 @@ static void test_failures(void **state)
         check_failure(ctx, dt, 2, 2, Z, &si, DDN_ERR_SINGULAR);
         double N3[9] = {0, 1, 0, 0, 0, 1, 0, 0, 0}; /* nilpotent: A^3 = 0 */
         check_failure(ctx, dt, 1, 3, N3, &si, DDN_ERR_SINGULAR);
+        double mixed[3 * 9]; /* the nilpotent item fails mid-run while the others iterate on */
+        for (int i = 0; i < 9; i++) mixed[i] = mixed[18 + i] = P[i], mixed[9 + i] = N3[i];
+        check_failure(ctx, dt, 3, 3, mixed, &si, DDN_ERR_SINGULAR);
+        check_failure(ctx, dt, 3, 3, mixed, &o, DDN_ERR_SINGULAR);
         si.strict = true, si.max_iter = 1;
         check_failure(ctx, dt, 1, 3, P, &si, DDN_ERR_NOT_CONVERGED);
     }
