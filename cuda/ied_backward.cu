@@ -9,13 +9,17 @@
 
 #include "cuda_launch.h"
 
+#include "blk.h"
+
 #define T float
 #define TS(name) name##_f32
+#include "blk_tmpl.h"
 #include "ied_backward_blk.h"
 #undef T
 #undef TS
 #define T double
 #define TS(name) name##_f64
+#include "blk_tmpl.h"
 #include "ied_backward_blk.h"
 #undef T
 #undef TS

@@ -17,6 +17,7 @@
  * - reductions are accumulated in double, in an order fixed by the launch shape, so results
  *   are reproducible run to run (and equal between backends up to that order);
  * - per-item vectors live in memory the launcher hands out (global memory on the device).
+ * Dense float64 LU, solves and condition estimate on these primitives: blk_lu.h.
  */
 #ifndef DDN_BLK_H
 #define DDN_BLK_H
@@ -25,8 +26,17 @@
 #include <stdint.h>
 
 #ifdef __CUDACC__
-
 #define DDN_BLK_FN static __device__ __forceinline__
+#else
+#define DDN_BLK_FN static inline
+#endif
+
+/* The larger of a and b, NaN if either is (fmax would drop it): a max reduced with this is NaN
+ * whenever any input is, whatever the order the threads combine in. */
+DDN_BLK_FN double ddn_nanmax(double a, double b) { return (a > b || a != a) ? a : b; }
+
+#ifdef __CUDACC__
+
 #define DDN_BLK_THREADS 256 /* threads per block: a multiple of 32 (full warps), at most 1024 */
 
 /* A block: this thread's index and the block size; red is __shared__ scratch of 33 doubles. */
@@ -60,16 +70,17 @@ DDN_BLK_FN double ddn_blk_sum(const ddn_blk *b, double v)
     return b->red[32];
 }
 
-/* The largest of every thread's v (NaN-free input), returned to all threads. */
+/* The largest of every thread's v, returned to all threads; NaN when any v is NaN (ddn_nanmax: a
+ * caller that wants NaN ignored leaves it out of its own v, e.g. with fmax). */
 DDN_BLK_FN double ddn_blk_max(const ddn_blk *b, double v)
 {
-    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
-    __syncthreads();
+    for (int o = 16; o > 0; o >>= 1) v = ddn_nanmax(v, __shfl_down_sync(0xffffffffu, v, o));
+    __syncthreads(); /* red may still be read by the previous reduction's threads */
     if ((b->tid & 31) == 0) b->red[b->tid >> 5] = v;
     __syncthreads();
     if (b->tid == 0) {
         double s = b->red[0];
-        for (int w = 1; w < (b->nth >> 5); w++) s = fmax(s, b->red[w]);
+        for (int w = 1; w < (b->nth >> 5); w++) s = ddn_nanmax(s, b->red[w]);
         b->red[32] = s;
     }
     __syncthreads();
@@ -86,8 +97,6 @@ DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
 }
 
 #else /* one CPU thread */
-
-#define DDN_BLK_FN static inline
 
 typedef struct ddn_blk {
     int tid, nth; /* 0, 1 */
@@ -117,5 +126,40 @@ DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
 #endif
 
 DDN_BLK_FN int ddn_blk_leader(const ddn_blk *b) { return b->tid == 0; }
+
+/* ---- float64 vectors (whatever the includer's T) ------------------------------------------- */
+
+/* x . y (n), to all threads. */
+DDN_BLK_FN double ddn_blk_ddot(const ddn_blk *b, int64_t n, const double *x, const double *y)
+{
+    double s = 0;
+    DDN_BLK_FOR(b, i, n) s += x[i] * y[i];
+    return ddn_blk_sum(b, s);
+}
+
+/* sum |x_i| (n), to all threads. */
+DDN_BLK_FN double ddn_blk_dasum(const ddn_blk *b, int64_t n, const double *x)
+{
+    double s = 0;
+    DDN_BLK_FOR(b, i, n) s += fabs(x[i]);
+    return ddn_blk_sum(b, s);
+}
+
+/* The first i < n with |x[i s]| largest (BLAS idamax), to all threads; 0 when an entry is NaN (no
+ * entry equals the NaN maximum). Every thread scans its share, so a column of a row-major matrix
+ * (stride s) costs n / threads strided reads, not n by one thread. */
+DDN_BLK_FN int64_t ddn_blk_iamax(const ddn_blk *b, int64_t n, const double *x, int64_t s)
+{
+    double mx = 0;
+    DDN_BLK_FOR(b, i, n) mx = ddn_nanmax(mx, fabs(x[i * s]));
+    mx = ddn_blk_max(b, mx);
+    double first = -(double)n; /* the smallest matching index, as a max of its negation */
+    DDN_BLK_FOR(b, i, n)
+    {
+        if (fabs(x[i * s]) == mx && -(double)i > first) first = -(double)i;
+    }
+    first = -ddn_blk_max(b, first);
+    return first < (double)n ? (int64_t)first : 0;
+}
 
 #endif

@@ -48,17 +48,27 @@ DDN_BLK_FN double TS(blk_dist2)(const ddn_blk *b, int64_t n, const T *x, double 
     return ddn_blk_sum(b, acc);
 }
 
-/* out = alpha A x + beta out for A (rows, cols) row-major with leading dimension lda; out typed
- * T (o) and / or double (o64), either may be NULL (beta applies to o64 when given, else o). */
+/* x[i] in double from whichever of x (T) and x64 (double) is given (the same branch on every
+ * iteration: predicted on the CPU, uniform across a warp on the device). */
+DDN_BLK_FN double TS(blk_ld)(const T *x, const double *x64, int64_t i)
+{
+    return x64 ? x64[i] : (double)x[i];
+}
+
+/* out = alpha A x + beta out for A (rows, cols) row-major with leading dimension lda; x typed T
+ * (x) or double (x64: the other NULL); out typed T (o) and / or double (o64), either may be NULL
+ * (beta applies to o64 when given, else o). */
 DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T *A, int64_t lda,
-                           const T *x, double alpha, double beta, T *o, double *o64)
+                           const T *x, const double *x64, double alpha, double beta, T *o,
+                           double *o64)
 {
     DDN_BLK_SYNC(b);
 #ifdef __CUDACC__
     const int lane = b->tid & 31, nw = b->nth >> 5;
     for (int64_t i = b->tid >> 5; i < rows; i += nw) {
         double acc = 0;
-        for (int64_t j = lane; j < cols; j += 32) acc += (double)A[i * lda + j] * (double)x[j];
+        for (int64_t j = lane; j < cols; j += 32)
+            acc += (double)A[i * lda + j] * TS(blk_ld)(x, x64, j);
         acc = ddn_blk_warp_sum(acc);
         if (lane == 0) {
             double prev = beta == 0 ? 0 : o64 ? o64[i] : (double)o[i];
@@ -71,7 +81,7 @@ DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T
 #else
     for (int64_t i = 0; i < rows; i++) {
         double acc = 0;
-        for (int64_t j = 0; j < cols; j++) acc += (double)A[i * lda + j] * (double)x[j];
+        for (int64_t j = 0; j < cols; j++) acc += (double)A[i * lda + j] * TS(blk_ld)(x, x64, j);
         double prev = beta == 0 ? 0 : o64 ? o64[i] : (double)o[i];
         double v = alpha * acc + beta * prev;
         if (o64) o64[i] = v;
@@ -80,15 +90,17 @@ DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T
 #endif
 }
 
-/* out = alpha A^T x + beta out for A (rows, cols) row-major (lda): out has cols entries. */
+/* out = alpha A^T x + beta out for A (rows, cols) row-major (lda): out has cols entries; x, x64,
+ * o, o64 as blk_mv. */
 DDN_BLK_FN void TS(blk_mvt)(const ddn_blk *b, int64_t rows, int64_t cols, const T *A, int64_t lda,
-                            const T *x, double alpha, double beta, T *o, double *o64)
+                            const T *x, const double *x64, double alpha, double beta, T *o,
+                            double *o64)
 {
     DDN_BLK_SYNC(b);
     DDN_BLK_FOR(b, j, cols)
     {
         double acc = 0;
-        for (int64_t i = 0; i < rows; i++) acc += (double)A[i * lda + j] * (double)x[i];
+        for (int64_t i = 0; i < rows; i++) acc += (double)A[i * lda + j] * TS(blk_ld)(x, x64, i);
         double prev = beta == 0 ? 0 : o64 ? o64[j] : (double)o[j];
         double v = alpha * acc + beta * prev;
         if (o64) o64[j] = v;

@@ -7,17 +7,20 @@
  * backend runs is tested on machines without a GPU: tests/test_ied_blk.c compares it with the
  * LAPACK path, and tests/test_cuda.c's self-check runs it in place of the device.
  */
+#include "blk.h"
 #include "cpu_kernels.h"
 #include "ddn_impl.h"
 #include "solver_util.h"
 
 #define T float
 #define TS(name) name##_f32
+#include "blk_tmpl.h"
 #include "ied_backward_blk.h"
 #undef T
 #undef TS
 #define T double
 #define TS(name) name##_f64
+#include "blk_tmpl.h"
 #include "ied_backward_blk.h"
 #undef T
 #undef TS

@@ -6,15 +6,12 @@
  *          (same tolerance, budget, give-up rule), else by LU + condition check; u = P k / lambda.
  *   DDN_E  the bordered KKT system [H 2sy; 2sy^T 0] [w; mu] = [v; 0], H = 2 lambda I - (A + A^T),
  *          s = |lambda| (as ddn_item), by LU + condition check; u = w.
- * All arithmetic is float64 whatever A's dtype (as the CPU path). The LU has partial pivoting
- * (getrf's choice of pivot: the first entry of largest magnitude); the condition estimate is
- * Hager/Higham's 1-norm estimator in LAPACK's dlacn2 form, as dgecon runs it (solves with L U and
- * (L U)^T, the interchanges left out: they permute columns of the inverse, not its 1-norm), without
- * dgecon's overflow scaling (an overflow gives Inf/NaN, which the check refuses).
+ * All arithmetic is float64 whatever A's dtype (as the CPU path). The LU, its solves and the
+ * condition estimate are blk_lu.h's (getrf, getrs, gecon), shared with the LESS backward.
  *
- * The untyped part (codes, constants, LU, solves, estimator) is guarded; the typed part (what
- * reads A, y, v of type T) is compiled once per T when the includer defines T and TS(name) (as
- * blk_tmpl.h), and skipped when T is not defined (ied_backward.c includes this for the constants).
+ * The untyped part (codes, constants) is guarded; the typed part (what reads A, y, v of type T) is
+ * compiled once per T when the includer defines T and TS(name) and has included blk_tmpl.h for
+ * that T, and skipped when T is not defined (ied_backward.c includes this for the constants).
  */
 #ifndef DDN_IED_BACKWARD_BLK_H
 #define DDN_IED_BACKWARD_BLK_H
@@ -22,6 +19,7 @@
 #include <float.h>
 
 #include "blk.h"
+#include "blk_lu.h"
 
 /* Shared with ied_backward.c's LAPACK path, so both paths decide alike (see the rationale there). */
 #define DDN_IED_NEUMANN_TOL 1e-12 /* relative residual ||H^T k - v|| / ||v|| (and for the probe) */
@@ -53,217 +51,6 @@ DDN_BLK_FN int64_t ddn_iedb_budget(int64_t m)
 DDN_BLK_FN int64_t ddn_iedb_ws_doubles(int64_t m) { return (m + 1) * (m + 1) + 8 * m + 3 * (m + 1); }
 DDN_BLK_FN int64_t ddn_iedb_ws_ints(int64_t m) { return m + 1; }
 
-/* ---- block reductions beyond blk.h: max (NaN wins, so the result does not depend on the order)
- * and min through it ---------------------------------------------------------------------------- */
-DDN_BLK_FN double iedb_nanmax(double a, double b) { return (a > b || a != a) ? a : b; }
-
-#ifdef __CUDACC__
-DDN_BLK_FN double iedb_blk_max(const ddn_blk *b, double v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = iedb_nanmax(v, __shfl_down_sync(0xffffffffu, v, o));
-    __syncthreads(); /* red may still be read by the previous reduction's threads */
-    if ((b->tid & 31) == 0) b->red[b->tid >> 5] = v;
-    __syncthreads();
-    if (b->tid == 0) {
-        double s = b->red[0];
-        for (int w = 1; w < (b->nth >> 5); w++) s = iedb_nanmax(s, b->red[w]);
-        b->red[32] = s;
-    }
-    __syncthreads();
-    return b->red[32];
-}
-#else
-DDN_BLK_FN double iedb_blk_max(const ddn_blk *b, double v)
-{
-    (void)b;
-    return v;
-}
-#endif
-
-DDN_BLK_FN double iedb_blk_min(const ddn_blk *b, double v) { return -iedb_blk_max(b, -v); }
-
-/* The first i < n with |x[i s]| largest (idamax), to all threads; 0 when an entry is NaN (no
- * entry then equals the NaN maximum). */
-DDN_BLK_FN int64_t iedb_iamax(const ddn_blk *b, int64_t n, const double *x, int64_t s)
-{
-    double mx = 0;
-    DDN_BLK_FOR(b, i, n) mx = iedb_nanmax(mx, fabs(x[i * s]));
-    mx = iedb_blk_max(b, mx);
-    double first = (double)n;
-    DDN_BLK_FOR(b, i, n)
-    {
-        if (fabs(x[i * s]) == mx && (double)i < first) first = (double)i;
-    }
-    first = iedb_blk_min(b, first);
-    return first < (double)n ? (int64_t)first : 0;
-}
-
-/* ---- LU with partial pivoting, row-major K (n, n) in place: L unit lower below the diagonal,
- * U on and above; piv[k] = the row swapped with k (getrf's order). Returns 0, or k + 1 for the
- * first exactly zero pivot (getrf's info; the factorisation stops there: the item is singular
- * whatever the rest). A NaN column picks the diagonal and the NaN spreads to the estimate. ---- */
-DDN_BLK_FN int64_t iedb_lu(const ddn_blk *b, int64_t n, double *K, int *piv)
-{
-    for (int64_t k = 0; k < n; k++) {
-        const int64_t p = k + iedb_iamax(b, n - k, K + k * n + k, n), r = n - k - 1;
-        if (ddn_blk_leader(b)) piv[k] = (int)p;
-        if (p != k) {
-            DDN_BLK_FOR(b, j, n)
-            {
-                double t = K[k * n + j];
-                K[k * n + j] = K[p * n + j];
-                K[p * n + j] = t;
-            }
-            DDN_BLK_SYNC(b);
-        }
-        const double d = K[k * n + k];
-        if (d == 0) return k + 1;
-        DDN_BLK_FOR(b, i, r) K[(k + 1 + i) * n + k] /= d;
-        DDN_BLK_SYNC(b);
-        /* trailing update, flat over (i, j) so that a warp reads a row segment */
-        DDN_BLK_FOR(b, e, r * r)
-        {
-            const int64_t i = k + 1 + e / r, j = k + 1 + e % r;
-            K[i * n + j] -= K[i * n + k] * K[k * n + j];
-        }
-        DDN_BLK_SYNC(b);
-    }
-    return 0;
-}
-
-/* x <- (P L U)^-1 x from iedb_lu's factors; piv NULL: (L U)^-1 x. Column-oriented substitution:
- * at step k every thread reads x[k] and updates only the other entries, so one barrier a step;
- * U's divisions of x[k] itself are done in one pass at the end (x[k] is final after step k). */
-DDN_BLK_FN void iedb_solve(const ddn_blk *b, int64_t n, const double *K, const int *piv,
-                           double *x)
-{
-    if (piv) {
-        if (ddn_blk_leader(b))
-            for (int64_t k = 0; k < n; k++) {
-                double t = x[k];
-                x[k] = x[piv[k]];
-                x[piv[k]] = t;
-            }
-        DDN_BLK_SYNC(b);
-    }
-    for (int64_t k = 0; k < n; k++) { /* L (unit lower) */
-        const double xk = x[k];
-        DDN_BLK_FOR(b, i, n - k - 1) x[k + 1 + i] -= K[(k + 1 + i) * n + k] * xk;
-        DDN_BLK_SYNC(b);
-    }
-    for (int64_t k = n - 1; k >= 0; k--) { /* U (upper) */
-        const double xk = x[k] / K[k * n + k];
-        DDN_BLK_FOR(b, i, k) x[i] -= K[i * n + k] * xk;
-        DDN_BLK_SYNC(b);
-    }
-    DDN_BLK_FOR(b, k, n) x[k] /= K[k * n + k];
-    DDN_BLK_SYNC(b);
-}
-
-/* x <- (P L U)^-T x: U^T (lower), then L^T (unit upper), then the interchanges in reverse (getrs
- * 'T'); piv NULL: (L U)^-T x. Rows of K are read along, so a warp's reads are contiguous. */
-DDN_BLK_FN void iedb_solve_t(const ddn_blk *b, int64_t n, const double *K, const int *piv,
-                             double *x)
-{
-    for (int64_t k = 0; k < n; k++) {
-        const double xk = x[k] / K[k * n + k];
-        DDN_BLK_FOR(b, i, n - k - 1) x[k + 1 + i] -= K[k * n + k + 1 + i] * xk;
-        DDN_BLK_SYNC(b);
-    }
-    DDN_BLK_FOR(b, k, n) x[k] /= K[k * n + k];
-    DDN_BLK_SYNC(b);
-    for (int64_t k = n - 1; k >= 0; k--) {
-        const double xk = x[k];
-        DDN_BLK_FOR(b, i, k) x[i] -= K[k * n + i] * xk;
-        DDN_BLK_SYNC(b);
-    }
-    if (piv) {
-        if (ddn_blk_leader(b))
-            for (int64_t k = n - 1; k >= 0; k--) {
-                double t = x[k];
-                x[k] = x[piv[k]];
-                x[piv[k]] = t;
-            }
-        DDN_BLK_SYNC(b);
-    }
-}
-
-/* Sum of |x| (n), to all threads. */
-DDN_BLK_FN double iedb_asum(const ddn_blk *b, int64_t n, const double *x)
-{
-    double s = 0;
-    DDN_BLK_FOR(b, i, n) s += fabs(x[i]);
-    return ddn_blk_sum(b, s);
-}
-
-/* x[i] <- sign(x[i]) (+1 for 0, -1 for NaN, as dlacn2), also kept in xs; returns how many signs
- * differed from the previous xs (when cmp). */
-DDN_BLK_FN double iedb_signs(const ddn_blk *b, int64_t n, double *x, double *xs, int cmp)
-{
-    double changed = 0;
-    DDN_BLK_FOR(b, i, n)
-    {
-        double sg = x[i] >= 0 ? 1.0 : -1.0;
-        if (cmp && sg != xs[i]) changed += 1;
-        x[i] = sg;
-    }
-    changed = cmp ? ddn_blk_sum(b, changed) : 0;
-    DDN_BLK_FOR(b, i, n) xs[i] = x[i];
-    DDN_BLK_SYNC(b);
-    return changed;
-}
-
-/* An estimate of ||(L U)^-1||_1 (dlacn2, ITMAX 5), from iedb_lu's factors; x, xs: n scratch. */
-DDN_BLK_FN double iedb_inv_norm1(const ddn_blk *b, int64_t n, const double *K, double *x,
-                                 double *xs)
-{
-    DDN_BLK_FOR(b, i, n) x[i] = 1.0 / (double)n;
-    DDN_BLK_SYNC(b);
-    iedb_solve(b, n, K, NULL, x);
-    if (n == 1) return fabs(x[0]);
-    double est = iedb_asum(b, n, x);
-    iedb_signs(b, n, x, xs, 0);
-    iedb_solve_t(b, n, K, NULL, x);
-    int64_t j = iedb_iamax(b, n, x, 1);
-    for (int iter = 2;; iter++) {
-        DDN_BLK_FOR(b, i, n) x[i] = i == j ? 1.0 : 0.0;
-        DDN_BLK_SYNC(b);
-        iedb_solve(b, n, K, NULL, x);
-        const double estold = est;
-        est = iedb_asum(b, n, x);
-        if (iedb_signs(b, n, x, xs, 1) == 0) break; /* repeated sign vector: converged */
-        if (est <= estold) break;                   /* cycling */
-        iedb_solve_t(b, n, K, NULL, x);
-        const int64_t jlast = j;
-        j = iedb_iamax(b, n, x, 1);
-        if (!(x[jlast] != fabs(x[j]) && iter < 5)) break;
-    }
-    /* the alternating-sign vector guards against the estimate's known bad cases */
-    DDN_BLK_FOR(b, i, n) x[i] = (i % 2 ? -1.0 : 1.0) * (1.0 + (double)i / (double)(n - 1));
-    DDN_BLK_SYNC(b);
-    iedb_solve(b, n, K, NULL, x);
-    const double temp = 2.0 * (iedb_asum(b, n, x) / (double)(3 * n));
-    return temp > est ? temp : est;
-}
-
-/* LU of K (n, n) in place, then dgecon's reciprocal 1-norm condition estimate; 0 when a pivot
- * is exactly zero or ||K||_1 = 0 (as lu_checked prints). x, xs: n scratch. */
-DDN_BLK_FN double iedb_lu_rcond(const ddn_blk *b, int64_t n, double *K, int *piv, double *x,
-                                double *xs)
-{
-    double an = 0; /* ||K||_1, the largest column sum, NaN when K holds one (dlange) */
-    DDN_BLK_FOR(b, j, n)
-    {
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) s += fabs(K[i * n + j]);
-        an = iedb_nanmax(an, s);
-    }
-    an = iedb_blk_max(b, an);
-    if (iedb_lu(b, n, K, piv) != 0 || an == 0) return 0;
-    const double est = iedb_inv_norm1(b, n, K, x, xs);
-    return est != 0 ? (1.0 / est) / an : 0;
-}
-
 DDN_BLK_FN int iedb_singular(int64_t n, double rcond)
 {
     return !(rcond > DDN_IED_SINGULAR_RCOND * (double)n * DBL_EPSILON);
@@ -273,28 +60,6 @@ DDN_BLK_FN int iedb_singular(int64_t n, double rcond)
 
 /* ---- typed part: one per T ------------------------------------------------------------------- */
 #ifdef T
-
-/* o = A x, A (m, m) row-major of type T, x and o float64 (blk_mv's layout: a warp per row). */
-DDN_BLK_FN void TS(iedb_mv)(const ddn_blk *b, int64_t m, const T *A, const double *x, double *o)
-{
-#ifdef __CUDACC__
-    const int lane = b->tid & 31, nw = b->nth >> 5;
-    for (int64_t i = b->tid >> 5; i < m; i += nw) {
-        double acc = 0;
-        for (int64_t j = lane; j < m; j += 32) acc += (double)A[i * m + j] * x[j];
-        acc = ddn_blk_warp_sum(acc);
-        if (lane == 0) o[i] = acc;
-    }
-    __syncthreads();
-#else
-    (void)b;
-    for (int64_t i = 0; i < m; i++) {
-        double acc = 0;
-        for (int64_t j = 0; j < m; j++) acc += (double)A[i * m + j] * x[j];
-        o[i] = acc;
-    }
-#endif
-}
 
 /* o0 = alpha A^T x0 and, when x1 is given, o1 = alpha A^T x1, in one pass over A (a thread per
  * column: coalesced across a warp). */
@@ -388,7 +153,7 @@ DDN_BLK_FN void TS(ddn_iedb_item)(const ddn_blk *b, int ift, int64_t m, const T 
     ny = sqrt(ddn_blk_sum(b, ny));
     DDN_BLK_FOR(b, i, m) yd[i] = ny > 0 ? (double)y[i] / ny : (double)y[i];
     DDN_BLK_SYNC(b);
-    TS(iedb_mv)(b, m, A, yd, ay);
+    TS(blk_mv)(b, m, m, A, m, NULL, yd, 1, 0, NULL, ay);
     double nay = 0, rq = 0, vbad = 0;
     DDN_BLK_FOR(b, i, m)
     {
@@ -447,7 +212,8 @@ DDN_BLK_FN void TS(ddn_iedb_item)(const ddn_blk *b, int ift, int64_t m, const T 
         DDN_BLK_SYNC(b);
     }
     if (o.code == DDN_IEDB_LU) {
-        o.rcond = iedb_lu_rcond(b, n, K, piv, cx, cs);
+        const double an = ddn_blk_norm1(b, n, K);
+        o.rcond = ddn_blk_lu(b, n, K, piv) == 0 ? ddn_blk_lu_rcond(b, n, K, an, cx, cs) : 0;
         if (iedb_singular(n, o.rcond)) {
             o.code = DDN_IEDB_SINGULAR;
             if (ddn_blk_leader(b)) *out = o;
@@ -455,10 +221,8 @@ DDN_BLK_FN void TS(ddn_iedb_item)(const ddn_blk *b, int ift, int64_t m, const T 
         }
         DDN_BLK_FOR(b, i, n) r[i] = i < m ? (double)v[i] : 0.0;
         DDN_BLK_SYNC(b);
-        if (ift)
-            iedb_solve_t(b, n, K, piv, r); /* H^T k = v */
-        else
-            iedb_solve(b, n, K, piv, r); /* [w; mu] */
+        /* H^T k = v (IFT), or [w; mu] (DDN) */
+        ddn_blk_lu_solve(b, n, K, piv, ift ? DDN_BLK_LU_TRANS : 0, 1, r);
     }
     if (ift) { /* u = P k / lambda */
         double yk = 0;

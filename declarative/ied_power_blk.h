@@ -56,7 +56,7 @@ DDN_BLK_FN void TS(ied_pw_start)(const ddn_blk *b, int64_t m, const T *src, T *Q
 /* Z = (A + sigma I) Q. */
 DDN_BLK_FN void TS(ied_pw_apply)(const ddn_blk *b, int64_t m, const T *A, T sigma, const T *Q, T *Z)
 {
-    TS(blk_mv)(b, m, m, A, m, Q, 1, 0, Z, NULL);
+    TS(blk_mv)(b, m, m, A, m, Q, NULL, 1, 0, Z, NULL);
     if (sigma != 0) {
         DDN_BLK_FOR(b, i, m) Z[i] += sigma * Q[i];
         DDN_BLK_SYNC(b);
@@ -126,8 +126,8 @@ DDN_BLK_FN double TS(ied_pw_gap_lanczos)(const ddn_blk *b, int64_t m, const T *A
         TS(ied_pw_apply)(b, m, A, sigma, Q + j * m, w);
         double before = TS(blk_nrm2)(b, m, w), beta = before;
         for (int pass = 0; pass < 3; pass++) { /* against [y, q_0..q_j]; DGKS repeat */
-            TS(blk_mv)(b, n + 1, m, U, m, w, 1, 0, h, NULL);    /* h = U^T w */
-            TS(blk_mvt)(b, n + 1, m, U, m, h, -1, 1, w, NULL);  /* w -= U h */
+            TS(blk_mv)(b, n + 1, m, U, m, w, NULL, 1, 0, h, NULL);   /* h = U^T w */
+            TS(blk_mvt)(b, n + 1, m, U, m, h, NULL, -1, 1, w, NULL); /* w -= U h */
             if (ddn_blk_leader(b))
                 for (int64_t i = 0; i <= j; i++) H[i + j * ld] += (double)h[i + 1];
             beta = TS(blk_nrm2)(b, m, w);
@@ -219,7 +219,7 @@ DDN_BLK_FN void TS(ied_power_body)(const ddn_blk *b, const ddn_ied_power_params 
     DDN_BLK_FOR(b, i, m) y[i] = Q[i];
 
     /* Diagnostics in float64 (Eq. 42, 43) */
-    TS(blk_mv)(b, m, m, A, m, y, 1, 0, NULL, ay);
+    TS(blk_mv)(b, m, m, A, m, y, NULL, 1, 0, NULL, ay);
     double rq = 0, nay2 = 0;
     DDN_BLK_FOR(b, i, m) rq += (double)y[i] * ay[i], nay2 += ay[i] * ay[i];
     rq = ddn_blk_sum(b, rq);

@@ -50,8 +50,8 @@ DDN_BLK_FN int TS(less_blk_iterate)(const ddn_blk *b, int64_t m, int64_t n, cons
     /* r = A u - b (blk_mv with beta -1 on r = b), g = A^T r, f = 1/2 ||r||^2 */
     DDN_BLK_FOR(b, j, m) r[j] = bv[j];
     DDN_BLK_SYNC(b);
-    TS(blk_mv)(b, m, n, A, n, u, 1, -1, r, NULL);
-    TS(blk_mvt)(b, m, n, A, n, r, 1, 0, g, NULL);
+    TS(blk_mv)(b, m, n, A, n, u, NULL, 1, -1, r, NULL);
+    TS(blk_mvt)(b, m, n, A, n, r, NULL, 1, 0, g, NULL);
     T f = (T)(0.5 * TS(blk_dot)(b, m, r, r));
 
     while (it < o->max_iter) {
@@ -64,7 +64,7 @@ DDN_BLK_FN int TS(less_blk_iterate)(const ddn_blk *b, int64_t m, int64_t n, cons
             conv = 1;
             break;
         }
-        TS(blk_mv)(b, m, n, A, n, d, 1, 0, Ad, NULL);
+        TS(blk_mv)(b, m, n, A, n, d, NULL, 1, 0, Ad, NULL);
         const T den = (T)TS(blk_dot)(b, m, Ad, Ad);
         if (!(den > 0)) { /* A d = 0 forces g.d = 0: stationary up to round-off */
             conv = 1;
@@ -108,8 +108,8 @@ DDN_BLK_FN int TS(less_blk_iterate)(const ddn_blk *b, int64_t m, int64_t n, cons
         DDN_BLK_FOR(b, i, n) un[i] /= nv; /* Proj onto the sphere (Eq. 48) */
         DDN_BLK_FOR(b, j, m) r[j] = bv[j];
         DDN_BLK_SYNC(b);
-        TS(blk_mv)(b, m, n, A, n, un, 1, -1, r, NULL); /* r, g now belong to u_{t+1} */
-        TS(blk_mvt)(b, m, n, A, n, r, 1, 0, g, NULL);
+        TS(blk_mv)(b, m, n, A, n, un, NULL, 1, -1, r, NULL); /* r, g now belong to u_{t+1} */
+        TS(blk_mvt)(b, m, n, A, n, r, NULL, 1, 0, g, NULL);
         const T fn = (T)(0.5 * TS(blk_dot)(b, m, r, r));
         if (twd) {
             /* cos(P_t(-g_t), P_{t+1}(-g_{t+1})) < 0  <=>  d_t . (g' - (u'.g') u') < 0 (Eq. 8) */

@@ -42,10 +42,10 @@ typedef struct ddn_less_iter_params {
 } ddn_less_iter_params;
 
 /* Per-item workspace. iterate: elements of the iterate dtype (u_new, g, d: n; r, A d, trial
- * residual: m). vjp_e: doubles (H: n^2; w, a, y, K, estimator x: n; r, A K: m) and ints (pivots,
- * estimator signs: n each). */
+ * residual: m). vjp_e: doubles (H: n^2; w, a, y, K, estimator x: n; r, A K: m; the estimator's
+ * signs go in w before the solve) and ints (pivots: n). */
 #define DDN_LESS_ITER_WORK(m, n) (3 * (n) + 3 * (m))
 #define DDN_LESS_VJP_WORK(m, n) ((n) * (n) + 5 * (n) + 2 * (m))
-#define DDN_LESS_VJP_IWORK(n) (2 * (n))
+#define DDN_LESS_VJP_IWORK(n) (n)
 
 #endif
