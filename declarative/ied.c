@@ -187,7 +187,8 @@ static ddn_status eigh_solve(ddn_ctx *ctx, const void *opts, ddn_tensor *const *
 {
     const ddn_ied_opts *o = &((const ied_node_opts *)opts)->o;
     const ddn_tensor *A = in[0];
-    if (ddn_device_path(ctx, A->device)) return ddn_ied_eigh_solve_device_(ctx, o, A, y, info, saved);
+    if (ddn_device_path(ctx, A->device))
+        return ddn_ied_eigh_solve_device_(ctx, o, A, y, info, saved);
     const int64_t B = A->shape[0], m = A->shape[1];
     const bool f32 = A->dtype == DDN_DTYPE_F32;
     ied_saved *sv = ddn_ctx_scratch(ctx, sizeof *sv);

@@ -497,7 +497,8 @@ ddn_status ddn_ied_vjp_(ddn_ctx *ctx, const void *opts, ddn_tensor *const *in,
     const bool ddn = mode == DDN_IED_BACKWARD_DDN_E || mode == DDN_IED_BACKWARD_DDN_J;
     const bool jac = mode == DDN_IED_BACKWARD_DDN_J || mode == DDN_IED_BACKWARD_IFT_J;
     if (!ddn_grad_buffer(ctx, A)) return ddn_ctx_status(ctx); /* made before the mark below */
-    if (ddn_device_path(ctx, A->device) && !jac) return ddn_ied_vjp_e_device_(ctx, no, sv, A, y, dy);
+    if (ddn_device_path(ctx, A->device) && !jac)
+        return ddn_ied_vjp_e_device_(ctx, no, sv, A, y, dy);
 
     /* one level of parallelism (solver_util.h); the J modes keep one thread (m^3 scratch) */
     const int nth = jac ? 1 : ddn_solver_threads(B);

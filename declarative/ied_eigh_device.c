@@ -71,7 +71,8 @@ ddn_status ddn_ied_eigh_solve_device_(ddn_ctx *ctx, const ddn_ied_opts *o, const
         idx[b] = p;
         sv->sign[b] = s;
     }
-    ddn_tensor *yt = st == DDN_OK ? ddn_tensor_from_host(ctx, DDN_DTYPE_F64, 2, y->shape, yh) : NULL;
+    ddn_tensor *yt = NULL;
+    if (st == DDN_OK) yt = ddn_tensor_from_host(ctx, DDN_DTYPE_F64, 2, y->shape, yh);
     if (st == DDN_OK) st = yt ? ddn_tensor_copy_(y, yt) : ddn_ctx_status(ctx);
     /* Diagnostics (Eq. 42) on the returned y: A y on the device, the rest from O(B m) */
     ddn_tensor *ayt = st == DDN_OK ? ddn_matmul(ctx, a, ddn_reshape(ctx, y, 3,

@@ -109,7 +109,8 @@ static ddn_status launch(ddn_ctx *ctx, const ddn_tensor *A, const ddn_ied_opts *
     ddn_rng_seed(&g, 0x5DEECE66DULL);
     fill_normal(&g, dt, m, (char *)h + (size_t)(B * m) * ts);
 
-    ddn_tensor *rnd = starts ? starts : ddn_tensor_from_host(ctx, dt, 2, (const int64_t[]){B, m}, h);
+    ddn_tensor *rnd = starts ? starts
+                             : ddn_tensor_from_host(ctx, dt, 2, (const int64_t[]){B, m}, h);
     ddn_tensor *gstart = ddn_tensor_from_host(ctx, dt, 1, &m, (char *)h + (size_t)(B * m) * ts);
     ddn_tensor *ref = o->ref ? ddn_tensor_from_host(ctx, dt, 1, &m, o->ref) : NULL;
     ddn_tensor *a = ddn_contiguous(ctx, (ddn_tensor *)A);

@@ -67,8 +67,9 @@ static ddn_status scale_columns(const si_run *r, ddn_tensor *X, const double *s)
     return p ? ddn_tensor_copy_(X, p) : ddn_ctx_status(r->ctx);
 }
 
-/* Item b's start: the first m k N(0,1) draws of its seeded rng, which ied_start takes (column-major)
- * for a random start or the restart, into host (m, k) row-major; or [ones, e_1, ..., e_{k-1}]. */
+/* Item b's start: the first m k N(0,1) draws of its seeded rng, which ied_start takes
+ * (column-major) for a random start or the restart, into host (m, k) row-major; or
+ * [ones, e_1, ..., e_{k-1}]. */
 static void start_values(const si_run *r, const ddn_ied_opts *o, int64_t b, bool random,
                          double *out)
 {
@@ -176,7 +177,9 @@ ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A_in, const ddn_ied_
     const int64_t B = A_in->shape[0], m = A_in->shape[1], k = o->k;
     const ddn_dtype dt = A_in->dtype;
     if (B == 0) return DDN_OK;
-    const double tol = o->tol > 0 ? o->tol : dt == DDN_DTYPE_F32 ? DDN_IED_TOL_F32 : DDN_IED_TOL_F64;
+    const double tol = o->tol > 0                ? o->tol
+                       : dt == DDN_DTYPE_F32 ? DDN_IED_TOL_F32
+                                             : DDN_IED_TOL_F64;
     const double tol_t = dt == DDN_DTYPE_F32 ? (double)(float)tol : tol; /* compared in T */
     ddn_mark mark = ddn_ctx_mark(ctx);
     si_run r = {.ctx = ctx, .dt = dt, .B = B, .m = m, .k = k};
@@ -213,7 +216,8 @@ ddn_status ddn_ied_si_solve(ddn_ctx *ctx, const ddn_tensor *A_in, const ddn_ied_
     }
     for (int64_t b = 0; b < B && st == DDN_OK; b++)
         if (err[b].code != DDN_IED_POWER_OK) st = neutralize(&r, A, Q, NULL, b);
-    ddn_tensor *S = st == DDN_OK && o->shift ? upload(&r, 3, (const int64_t[]){B, 1, 1}, sig) : NULL;
+    ddn_tensor *S = NULL; /* the shifts (B, 1, 1) */
+    if (st == DDN_OK && o->shift) S = upload(&r, 3, (const int64_t[]){B, 1, 1}, sig);
     if (st == DDN_OK && o->shift && !S) st = ddn_ctx_status(ctx);
     while (st == DDN_OK) {
         bool any = false;

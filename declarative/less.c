@@ -417,7 +417,8 @@ static const ddn_decl_vtbl less_vtbl = {.name = "less", .solve = less_solve_node
 ddn_tensor *ddn_less(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,
                      ddn_less_backward backward, ddn_decl_info *info)
 {
-    return ddn_less_ex(ctx, A, b, opts, backward, info, ctx && A && ddn_device_path(ctx, A->device));
+    const bool device = ctx && A && ddn_device_path(ctx, A->device);
+    return ddn_less_ex(ctx, A, b, opts, backward, info, device);
 }
 
 ddn_tensor *ddn_less_ex(ddn_ctx *ctx, ddn_tensor *A, ddn_tensor *b, const ddn_less_opts *opts,

@@ -27,7 +27,8 @@ static void paper_input(ddn_rng *rng, bool sym, int B, int m, double *A)
         for (int i = 0; i < m * m; i++) a[i] = fabs(ddn_rng_normal(rng));
         if (sym)
             for (int i = 0; i < m; i++)
-                for (int j = 0; j <= i; j++) a[i * m + j] = a[j * m + i] = a[i * m + j] + a[j * m + i];
+                for (int j = 0; j <= i; j++)
+                    a[i * m + j] = a[j * m + i] = a[i * m + j] + a[j * m + i];
     }
 }
 
@@ -59,7 +60,8 @@ static void ied_run(ddn_ctx *ctx, ddn_dtype dt, int B, int m, const double *A, c
     if (method == DDN_IED_SI) o.k = 3;
     ddn_decl_info info = {0};
     ddn_tensor *lt = NULL;
-    ddn_tensor *yt = ddn_ied(ctx, at, &o, mode, &lt, mode == DDN_IED_BACKWARD_UNROLL ? NULL : &info);
+    ddn_decl_info *ip = mode == DDN_IED_BACKWARD_UNROLL ? NULL : &info;
+    ddn_tensor *yt = ddn_ied(ctx, at, &o, mode, &lt, ip);
     if (!yt) fail_msg("ddn_ied on %s: %s", where(ctx), ddn_ctx_errmsg(ctx));
     ddn_tensor *loss = ddn_add(ctx, ddn_sum(ctx, ddn_mul(ctx, yt, vt), 0, NULL, false),
                                ddn_sum(ctx, lt, 0, NULL, false));
@@ -171,7 +173,7 @@ static void test_ied_errors(void **state)
     check_same_error(DDN_IED_BACKWARD_DDN_E, 1, 3, tied, DDN_ERR_SINGULAR);
 }
 
-/* ---- device: the LESS layer (block code, one block per item) against the CPU host path -------- */
+/* ---- device: the LESS layer (block code, one block per item) against the CPU host path ---- */
 /* The device side runs ddn_less_ex with block = true, which is what ddn_less does off the CPU; in
  * self-check mode that is the block code's CPU instance. Expected differences (the reasoning and
  * the measurements are in tests/test_less_blk.c): float64 forward, a converging method: iteration
@@ -338,7 +340,8 @@ static void test_less_modes(void **state)
                 assert_ok(ctx, ddn_tensor_set_requires_grad(bb, true));
                 ddn_tensor *y = ddn_less(ctx, a, bb, &o, modes[k], NULL);
                 if (!y) fail_msg("less (%s): %s", where(ctx), ddn_ctx_errmsg(ctx));
-                assert_ok(ctx, ddn_backward(ctx, ddn_sum(ctx, ddn_mul(ctx, y, rr), 0, NULL, false)));
+                ddn_tensor *l = ddn_sum(ctx, ddn_mul(ctx, y, rr), 0, NULL, false);
+                assert_ok(ctx, ddn_backward(ctx, l));
                 out[c][0] = y, out[c][1] = a->grad, out[c][2] = bb->grad;
             }
             const double t = unroll ? 1e-8 : dt == DDN_DTYPE_F32 ? 1e-6 : 1e-9;

@@ -40,7 +40,8 @@ static void make_input(ddn_rng *rng, input_kind kind, int B, int m, double *A)
         } else if (kind == GAUSS_SYM) {
             for (int i = 0; i < m * m; i++) a[i] = ddn_rng_normal(rng);
             for (int i = 0; i < m; i++)
-                for (int j = 0; j <= i; j++) a[i * m + j] = a[j * m + i] = a[i * m + j] + a[j * m + i];
+                for (int j = 0; j <= i; j++)
+                    a[i * m + j] = a[j * m + i] = a[i * m + j] + a[j * m + i];
         } else {
             sym_abs(rng, m, a);
             if (kind == NEG_SYM)
