@@ -96,6 +96,60 @@ DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
     return b->red[32];
 }
 
+#elif defined(DDN_BLK_THREADED)
+
+/* A block emulated by nth POSIX threads, for tests only (tests/test_blk_threads.c): the same
+ * discipline as a CUDA block (every thread runs the same control flow, barriers are real, each
+ * thread owns its share of every DDN_BLK_FOR), so a missing barrier or a thread-divergent one
+ * shows up on the CPU, as a wrong answer, a hang, or a ThreadSanitizer report. What it cannot
+ * emulate is the warp level (the __CUDACC__ branches' shuffles). */
+#include <pthread.h>
+
+#define DDN_BLK_EMU_MAX 64 /* threads per emulated block at most */
+
+typedef struct ddn_blk_shared {
+    pthread_barrier_t bar;
+    double red[DDN_BLK_EMU_MAX];
+} ddn_blk_shared;
+
+typedef struct ddn_blk {
+    int tid, nth;
+    ddn_blk_shared *sh;
+} ddn_blk;
+
+#define DDN_BLK_FOR(b, i, n) for (int64_t i = (b)->tid; i < (int64_t)(n); i += (b)->nth)
+#define DDN_BLK_SYNC(b) ((void)pthread_barrier_wait(&(b)->sh->bar))
+
+/* Every thread's v into red, then each reads all of them in thread order: the barrier before
+ * the write keeps a thread from overwriting red while another still reads the previous one. */
+DDN_BLK_FN double ddn_blk_sum(const ddn_blk *b, double v)
+{
+    DDN_BLK_SYNC(b);
+    b->sh->red[b->tid] = v;
+    DDN_BLK_SYNC(b);
+    double s = 0;
+    for (int t = 0; t < b->nth; t++) s += b->sh->red[t];
+    return s;
+}
+
+DDN_BLK_FN double ddn_blk_max(const ddn_blk *b, double v)
+{
+    DDN_BLK_SYNC(b);
+    b->sh->red[b->tid] = v;
+    DDN_BLK_SYNC(b);
+    double s = b->sh->red[0];
+    for (int t = 1; t < b->nth; t++) s = ddn_nanmax(s, b->sh->red[t]);
+    return s;
+}
+
+DDN_BLK_FN double ddn_blk_bcast(const ddn_blk *b, double v)
+{
+    DDN_BLK_SYNC(b);
+    if (b->tid == 0) b->sh->red[0] = v;
+    DDN_BLK_SYNC(b);
+    return b->sh->red[0];
+}
+
 #else /* one CPU thread */
 
 typedef struct ddn_blk {

@@ -78,8 +78,9 @@ DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T
         }
     }
     __syncthreads();
-#else
-    for (int64_t i = 0; i < rows; i++) {
+#else /* a thread per row (one CPU thread: all of them) */
+    DDN_BLK_FOR(b, i, rows)
+    {
         double acc = 0;
         for (int64_t j = 0; j < cols; j++) acc += (double)A[i * lda + j] * TS(blk_ld)(x, x64, j);
         double prev = beta == 0 ? 0 : o64 ? o64[i] : (double)o[i];
@@ -87,6 +88,7 @@ DDN_BLK_FN void TS(blk_mv)(const ddn_blk *b, int64_t rows, int64_t cols, const T
         if (o64) o64[i] = v;
         if (o) o[i] = (T)v;
     }
+    DDN_BLK_SYNC(b);
 #endif
 }
 
