@@ -96,9 +96,9 @@ static bool use_batched(ddn_linalg_dims d)
 
 /* The batched routines' operands: device arrays of pointers to the items of the contiguous
  * batches a (item stride sa bytes), then b (stride sb), [a_0 .. a_{B-1}, b_0 .. b_{B-1}],
- * uploaded in one copy on the context's stream. The host array lives in the step arena, which is
- * ordinary (pageable) memory: cudaMemcpyAsync stages such a source before it returns, and the
- * caller reads the infos back (waiting for the stream) before it rewinds. */
+ * uploaded in one copy on the context's stream. The host array lives in the step arena (pageable
+ * memory, which the driver may stage or read later): the caller keeps it until the stream has
+ * drained, the infos' read-back on success, a synchronize on failure. */
 static void **pointer_arrays(ddn_ctx *ctx, void *a, size_t sa, void *b, size_t sb, int64_t batch)
 {
     size_t bytes = (size_t)(2 * batch) * sizeof(void *);
@@ -332,6 +332,8 @@ static ddn_status solve(const char *op, bool cholesky, ddn_tensor *x, const ddn_
         st = check_infos(ctx, op, batched && !cholesky ? "cuBLAS" : "cuSOLVER", info, d.batch,
                          DDN_ERR_SINGULAR, cholesky ? "is not positive definite" : "is singular");
     if (st == DDN_OK) st = copy_transposed(ctx, x, xt);
+    if (st != DDN_OK && batched) /* the pointer upload may still read its host array */
+        DDN_CUDA_CHECK(ctx, cudaStreamSynchronize(ddn_cuda_state_of(ctx)->stream));
     ddn_ctx_rewind(ctx, mark);
     return st;
 }
