@@ -1,5 +1,6 @@
 /* ddn — the IED layer's EIGH baseline where A lives on a device: the backend's symmetric
- * eigensolver (cuSOLVER syevd on CUDA) in A's dtype, as torch.linalg.eigh runs on a GPU.
+ * eigensolver (on CUDA cuSOLVER's syevjBatched for m <= 32, syevd above) in A's dtype, as
+ * torch.linalg.eigh runs on a GPU.
  *
  * Only O(B m) crosses to the host: the eigenvalues (to pick the column PI targets and check ties),
  * the picked column (for the reference sign) and A y (for the diagnostics); the input checks are
@@ -61,7 +62,7 @@ ddn_status ddn_ied_eigh_solve_device_(ddn_ctx *ctx, const ddn_ied_opts *o, const
         /* column p of item b: m elements, stride m */
         ddn_tensor *col = ddn_view_raw(ctx, V, 1, &m, &m, V->offset + b * m * m + p);
         st = col ? ddn_tensor_to_host(col, DDN_DTYPE_F64, yh + b * m) : ddn_ctx_status(ctx);
-        /* the solver's reference sign (Eq. 17), always: syevd's sign is arbitrary */
+        /* the solver's reference sign (Eq. 17), always: the library's sign is arbitrary */
         double d = 0;
         for (int64_t i = 0; i < m && st == DDN_OK; i++)
             d += yh[b * m + i] * (!o->ref ? 1 : f32 ? ((const float *)o->ref)[i]
