@@ -38,6 +38,26 @@ static inline ddn_ied_opts tight(void)
     return o;
 }
 
+/* Spectrum l (descending |.|) in a random orthogonal basis: A = Q diag(l) Q^T, exactly symmetric;
+ * y (may be NULL) = Q's first column, the eigenvector of l[0] (sign: sum >= 0). */
+static inline void spectrum_matrix(ddn_rng *rng, int m, const double *l, double *A, double *y)
+{
+    double *Q = malloc(sizeof(double) * m * m), *tau = malloc(sizeof(double) * m);
+    for (int i = 0; i < m * m; i++) Q[i] = ddn_rng_normal(rng);
+    assert_int_equal(LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, m, m, Q, m, tau), 0);
+    assert_int_equal(LAPACKE_dorgqr(LAPACK_ROW_MAJOR, m, m, m, Q, m, tau), 0);
+    for (int i = 0; i < m; i++)
+        for (int j = i; j < m; j++) {
+            double s = 0;
+            for (int k = 0; k < m; k++) s += Q[i * m + k] * l[k] * Q[j * m + k];
+            A[i * m + j] = A[j * m + i] = s;
+        }
+    double s = 0;
+    for (int i = 0; y && i < m; i++) s += (y[i] = Q[i * m]);
+    for (int i = 0; y && i < m && s < 0; i++) y[i] = -y[i];
+    free(Q), free(tau);
+}
+
 /* A leaf (B, m, m) of dtype dt from float64 host values (rounded for float32). */
 static inline ddn_tensor *leaf(ddn_ctx *ctx, ddn_dtype dt, int B, int m, const double *A)
 {

@@ -166,24 +166,6 @@ static void test_random_matrices(void **state)
     ddn_ctx_free(ctx);
 }
 
-/* Spectrum l in a random orthogonal basis: A = Q diag(l) Q^T (exactly symmetric); y (may be
- * NULL) = Q's first column, the eigenvector of l[0]. */
-static void spectrum_matrix(ddn_rng *rng, int m, const double *l, double *A, double *y)
-{
-    double *Q = malloc(sizeof(double) * m * m), *tau = malloc(sizeof(double) * m);
-    for (int i = 0; i < m * m; i++) Q[i] = ddn_rng_normal(rng);
-    assert_int_equal(LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, m, m, Q, m, tau), 0);
-    assert_int_equal(LAPACKE_dorgqr(LAPACK_ROW_MAJOR, m, m, m, Q, m, tau), 0);
-    for (int i = 0; i < m; i++)
-        for (int j = i; j < m; j++) {
-            double s = 0;
-            for (int k = 0; k < m; k++) s += Q[i * m + k] * l[k] * Q[j * m + k];
-            A[i * m + j] = A[j * m + i] = s;
-        }
-    for (int i = 0; y && i < m; i++) y[i] = Q[i * m];
-    free(Q), free(tau);
-}
-
 /* ---- |lambda_2 / lambda| close to 1: the Neumann iteration gives up, the LU answers ------------ */
 static void test_lu_fallback(void **state)
 {

@@ -23,26 +23,6 @@
  * other and against the residual computed here; which path ran is reported by
  * ddn_ied_ift_solve_. */
 
-/* Spectrum l (descending |.|) in a random orthogonal basis: A = Q diag(l) Q^T, exactly symmetric;
- * y = Q's first column (sign: sum >= 0). */
-static void spectrum_matrix(ddn_rng *rng, int m, const double *l, double *A, double *y)
-{
-    double *Q = malloc(sizeof(double) * m * m), *tau = malloc(sizeof(double) * m);
-    for (int i = 0; i < m * m; i++) Q[i] = ddn_rng_normal(rng);
-    assert_int_equal(LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, m, m, Q, m, tau), 0);
-    assert_int_equal(LAPACKE_dorgqr(LAPACK_ROW_MAJOR, m, m, m, Q, m, tau), 0);
-    for (int i = 0; i < m; i++)
-        for (int j = i; j < m; j++) {
-            double s = 0;
-            for (int k = 0; k < m; k++) s += Q[i * m + k] * l[k] * Q[j * m + k];
-            A[i * m + j] = A[j * m + i] = s;
-        }
-    double s = 0;
-    for (int i = 0; i < m; i++) s += (y[i] = Q[i * m]);
-    for (int i = 0; i < m && s < 0; i++) y[i] = -y[i];
-    free(Q), free(tau);
-}
-
 /* ||H^T k - v|| / ||v|| for H^T = I - A^T P / lambda, lambda = sign(y.Ay) ||A y||, in float64. */
 static double ift_residual(int m, const double *A, const double *y, const double *v,
                            const double *k)
