@@ -278,7 +278,7 @@ static void less_vjp_item(const ddn_blk *b, void *arg)
  * test (|f_t - f_t+1| <= tol) is met within rounding of its threshold: a slow method then stops
  * a few steps apart (seen: 70 and 75 for RM + BLS-grad on a 12x20 problem, whose last steps each
  * change f by ~1e-8), so a differing count must come with both converged and objectives within
- * 100 tol. The backward E at the one-thread answer: 1e-9 of the gradients' scale (LU in float64). */
+ * 100 tol. The backward E at the one-thread answer: 1e-9 of the gradients' scale (float64 LU). */
 static void test_less_threads(void **state)
 {
     (void)state;
@@ -292,11 +292,16 @@ static void test_less_threads(void **state)
             const int64_t m = sizes[si][0], n = sizes[si][1];
             const ddn_less_iter_params p = {.method = methods[k], .max_iter = 100, .tol = 1e-7,
                                             .bls_alpha = 0.5, .bls_beta = 0.8, .twd_beta = 0.9};
-            double *A = malloc(sizeof(double) * (size_t)(3 * m * n + 8 * (m + n) + n * n));
+            double *A = malloc(sizeof(double) * (size_t)(3 * m * n + 3 * m + 5 * n));
             double *bv = A + m * n, *uc = bv + m, *y0 = uc + n, *y1 = y0 + n, *yt = y1 + n;
-            double *v = yt + n, *dA1 = v + n, *db1 = dA1 + m * n, *dAt = db1 + m, *dbt = dAt + m * n;
-            double *w = dbt + m;
-            int *iw = malloc(sizeof(int) * (size_t)n);
+            double *v = yt + n, *dA1 = v + n, *db1 = dA1 + m * n, *dAt = db1 + m;
+            double *dbt = dAt + m * n;
+            /* the iteration's and the backward's work (doubles) */
+            const int64_t nw = DDN_LESS_VJP_WORK(m, n) > DDN_LESS_ITER_WORK(m, n)
+                                   ? DDN_LESS_VJP_WORK(m, n)
+                                   : DDN_LESS_ITER_WORK(m, n);
+            double *w = malloc(sizeof(double) * (size_t)nw);
+            int *iw = malloc(sizeof(int) * (size_t)DDN_LESS_VJP_IWORK(n));
             normals(&g, m * n, A);
             normals(&g, m, bv);
             normals(&g, n, uc);
@@ -334,6 +339,7 @@ static void test_less_threads(void **state)
                 close_to("LESS db", thread_counts[t], m, dbt, db1, 1e-9);
             }
             free(A);
+            free(w);
             free(iw);
         }
 }
